@@ -1,18 +1,89 @@
-"""The `vjepa` command line: each subcommand parses its arguments and calls one library function."""
+"""The ``vjepa`` command line. Each subcommand parses its arguments and calls one library function;
+errors the user can fix (bad file, bad key, bad value) are printed as one line, not a traceback."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+
+
+def _models(args: argparse.Namespace) -> int:
+    from vjepa.report import print_model_table
+
+    print_model_table(num_frames=args.frames, img_size=args.size)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from vjepa.checkpoint import convert_official
+
+    out = convert_official(args.checkpoint, args.out_dir, num_heads=args.num_heads)
+    print(f"wrote {out}")
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from vjepa.report import encode_demo_clip
+
+    encode_demo_clip(
+        model=args.model,
+        checkpoint=args.checkpoint,
+        which=args.which,
+        num_heads=args.num_heads,
+        frames=args.frames,
+        size=args.size,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vjepa", description=__doc__)
-    parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="vjepa", description="V-JEPA video encoders: pretrain, evaluate, extract."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the named model sizes with parameter counts")
+    p.add_argument("--frames", type=int, default=16, help="clip frames for the token count (default 16)")
+    p.add_argument("--size", type=int, default=224, help="clip side in pixels (default 224)")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("convert", help="convert an official .pth.tar checkpoint to our safetensors format")
+    p.add_argument("checkpoint", help="official pretraining checkpoint (e.g. vitl16.pth.tar)")
+    p.add_argument("out_dir", help="folder to write model.safetensors and config.json into")
+    p.add_argument(
+        "--num-heads", type=int, default=None, help="head count, for sizes that are not named ones"
+    )
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser(
+        "encode", help="build (or load) an encoder and encode a generated clip; prints shapes and time"
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", default="vit_tiny", help="named size to build (default vit_tiny)")
+    src.add_argument("--checkpoint", default=None, help="official file or our checkpoint folder to load")
+    p.add_argument("--which", choices=["target_encoder", "encoder"], default="target_encoder")
+    p.add_argument("--num-heads", type=int, default=None)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_encode)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sys.exit(args.func(args) or 0)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        code = func(args)
+    except (ValueError, FileNotFoundError) as err:  # user-fixable problems: one clear line
+        print(f"vjepa {args.command}: error: {err}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print(f"vjepa {args.command}: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,468 @@
+"""Reading and writing model weights: the official ``.pth.tar`` layout, and our own format
+(``model.safetensors`` + ``config.json``). Loading never executes pickled code and is always strict.
+
+Official checkpoints hold ``encoder``, ``predictor`` and ``target_encoder`` state dicts whose keys carry
+``module.`` (DDP) and ``backbone.`` (multi-mask wrapper) prefixes; bare keys load too. Our module names
+match the official ones after those prefixes, so the key map is: strip the prefixes, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from vjepa.models.encoder import VideoEncoder
+from vjepa.models.pos_embed import infer_grid
+from vjepa.models.predictor import Predictor
+from vjepa.models.registry import MODEL_SIZES, EncoderConfig, PredictorConfig, size_name_of
+
+FORMAT_NAME = "vjepa"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+MODEL_KEYS = ("encoder", "target_encoder", "predictor")
+EncoderKey = Literal["target_encoder", "encoder"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded as asked; the message names the file and the problem."""
+
+
+# ----------------------------------------------------------------------------------------------- safe I/O
+
+
+def safe_torch_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU, with errors that name the file and the cause."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found is None:
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)"
+            ) from None
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds a pickled Python object ({found.group(1)}) beyond "
+            f"tensors and plain containers, and vjepa never executes pickled code (torch.load weights_only=True)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash mid-write leaves any previous file at ``path`` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+# ------------------------------------------------------------------------------------------------ key map
+
+_WRAPPER_PREFIXES = ("module.", "backbone.")
+
+
+def official_key(key: str) -> str:
+    """The key map from the official layout to ours: drop leading ``module.`` / ``backbone.`` prefixes."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix) :], True
+    return key
+
+
+def map_official_state(state: Mapping[str, Any], source: str) -> dict[str, Tensor]:
+    """Apply :func:`official_key` to every key; two keys that map to one, or a non-tensor value, fail."""
+    mapped: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
+        new = official_key(key)
+        if new in mapped:
+            raise CheckpointError(f"{source}: keys {origin[new]!r} and {key!r} both map to {new!r}")
+        mapped[new], origin[new] = value, key
+    return mapped
+
+
+def check_state(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """Strict comparison of ``state`` against ``model.state_dict()``: every missing key, unexpected key and
+    shape mismatch is listed in one error."""
+    expected = model.state_dict()
+    problems = []
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        problems.append(f"missing key(s): {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected key(s): {_listing(unexpected)}")
+    for key, value in state.items():
+        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
+            problems.append(
+                f"wrong shape for {key!r}: checkpoint {tuple(value.shape)}, model {tuple(expected[key].shape)}"
+            )
+    if problems:
+        raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(problems))
+
+
+def load_strict(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    check_state(model, state, source)
+    model.load_state_dict(state, strict=True)
+
+
+def _listing(keys: list[str], most: int = 8) -> str:
+    shown = ", ".join(repr(k) for k in keys[:most])
+    return shown + (f" (+{len(keys) - most} more)" if len(keys) > most else "")
+
+
+# ------------------------------------------------------------------------------------ architecture inference
+
+
+def infer_encoder_config(
+    state: Mapping[str, Tensor], *, num_heads: int | None = None, source: str = "checkpoint"
+) -> EncoderConfig:
+    """Read the encoder architecture off its (already key-mapped) weights.
+
+    Width, input channels, patch and tubelet sizes come from the patch embedding, depth from the block
+    indices, MLP ratio from ``fc1``, and frames, resolution and table layout from the position table. The
+    head count is not in the weights: it comes from ``num_heads`` or from the named size with this width and
+    depth.
+    """
+    weight = _need(state, "patch_embed.proj.weight", source)
+    if weight.ndim != 5:
+        raise CheckpointError(
+            f"{source}: patch_embed.proj.weight has shape {tuple(weight.shape)}; a video encoder has a "
+            f"Conv3d tubelet embedding [D, C, t, p, p]"
+        )
+    d, in_chans, tubelet, patch, patch_w = weight.shape
+    if patch != patch_w:
+        raise CheckpointError(f"{source}: non-square patches {patch}x{patch_w} are not supported")
+    depth = _count_blocks(state, "blocks.", source)
+    hidden = _need(state, "blocks.0.mlp.fc1.weight", source).shape[0]
+    grid, uniform_power = _grid_of(_need(state, "pos_embed", source), source, "pos_embed")
+    heads = _heads(num_heads, d, depth, source)
+    named = size_name_of(d, depth)
+    mlp_ratio = (
+        MODEL_SIZES[named].mlp_ratio
+        if named and int(d * MODEL_SIZES[named].mlp_ratio) == hidden
+        else hidden / d
+    )
+    return EncoderConfig(
+        embed_dim=d,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=mlp_ratio,
+        patch_size=patch,
+        tubelet_size=tubelet,
+        num_frames=grid.depth * tubelet,
+        img_size=grid.height * patch,
+        in_chans=in_chans,
+        uniform_power=uniform_power,
+    )
+
+
+def infer_predictor_config(
+    state: Mapping[str, Tensor],
+    encoder: EncoderConfig,
+    *,
+    num_heads: int | None = None,
+    source: str = "checkpoint",
+) -> PredictorConfig:
+    """Read the predictor architecture off its weights; heads default to the encoder's (as the official
+    trainer builds it)."""
+    embed = _need(state, "predictor_embed.weight", source)  # [d, D]
+    d, width = embed.shape
+    if width != encoder.embed_dim:
+        raise CheckpointError(
+            f"{source}: predictor_embed takes width {width}, but the encoder's width is {encoder.embed_dim}"
+        )
+    depth = _count_blocks(state, "predictor_blocks.", source)
+    hidden = _need(state, "predictor_blocks.0.mlp.fc1.weight", source).shape[0]
+    num_tokens = sum(1 for k in state if re.fullmatch(r"mask_tokens\.\d+", k))
+    if num_tokens == 0:
+        raise CheckpointError(f"{source}: the predictor has no mask_tokens.* entries")
+    grid, uniform_power = _grid_of(_need(state, "predictor_pos_embed", source), source, "predictor_pos_embed")
+    return PredictorConfig(
+        embed_dim=encoder.embed_dim,
+        predictor_embed_dim=d,
+        depth=depth,
+        num_heads=num_heads or encoder.num_heads,
+        num_mask_tokens=num_tokens,
+        mlp_ratio=hidden / d,
+        patch_size=encoder.patch_size,
+        tubelet_size=encoder.tubelet_size,
+        num_frames=grid.depth * encoder.tubelet_size,
+        img_size=grid.height * encoder.patch_size,
+        uniform_power=uniform_power,
+        qkv_bias=encoder.qkv_bias,
+        norm_eps=encoder.norm_eps,
+    )
+
+
+def _need(state: Mapping[str, Tensor], key: str, source: str) -> Tensor:
+    if key not in state:
+        raise CheckpointError(f"{source}: missing key {key!r}, needed to infer the architecture")
+    return state[key]
+
+
+def _count_blocks(state: Mapping[str, Tensor], prefix: str, source: str) -> int:
+    found = {int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+    if not found:
+        raise CheckpointError(f"{source}: no {prefix}N.* entries")
+    depth = max(found) + 1
+    if found != set(range(depth)):
+        raise CheckpointError(
+            f"{source}: missing block(s) {sorted(set(range(depth)) - found)} under {prefix}"
+        )
+    return depth
+
+
+def _grid_of(table: Tensor, source: str, key: str):
+    inferred = infer_grid(table)
+    if inferred is None:
+        raise CheckpointError(
+            f"{source}: {key} of shape {tuple(table.shape)} is not a 3D sin-cos table, so the clip size "
+            f"cannot be inferred"
+        )
+    grid, uniform_power = inferred
+    if grid.height != grid.width:
+        raise CheckpointError(f"{source}: {key} is laid out on a non-square grid {grid.as_tuple()}")
+    return grid, uniform_power
+
+
+def _heads(num_heads: int | None, d: int, depth: int, source: str) -> int:
+    if num_heads is not None:
+        return num_heads
+    named = size_name_of(d, depth)
+    if named is None:
+        raise CheckpointError(
+            f"{source}: width {d} and depth {depth} match no named size, and the head count is not stored in "
+            f"weights; pass num_heads (--num-heads)"
+        )
+    return MODEL_SIZES[named].num_heads
+
+
+# ------------------------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Pretrained:
+    """The models of a pretraining checkpoint (those it holds), with their configs.
+
+    Args:
+        encoder_config: architecture of both encoders.
+        predictor_config: architecture of the predictor, or None when the checkpoint holds none.
+        models: ``encoder`` / ``target_encoder`` / ``predictor`` present in the file, loaded strictly.
+        meta: anything else worth keeping (source file, epoch, format).
+    """
+
+    encoder_config: EncoderConfig
+    predictor_config: PredictorConfig | None
+    models: dict[str, nn.Module]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def encoder(self, which: EncoderKey = "target_encoder") -> VideoEncoder:
+        """The chosen encoder; ``target_encoder`` (the EMA weights) is what the paper evaluates."""
+        if which not in MODEL_KEYS[:2]:
+            raise ValueError(f"which must be 'target_encoder' or 'encoder', got {which!r}")
+        if which not in self.models:
+            raise CheckpointError(
+                f"{self.meta.get('source', 'checkpoint')} holds no {which!r}; it has {sorted(self.models)}"
+            )
+        return self.models[which]  # type: ignore[return-value]
+
+    @property
+    def predictor(self) -> Predictor:
+        if "predictor" not in self.models:
+            raise CheckpointError(f"{self.meta.get('source', 'checkpoint')} holds no predictor")
+        return self.models["predictor"]  # type: ignore[return-value]
+
+
+def load_pretrained(path: str | Path, *, num_heads: int | None = None) -> Pretrained:
+    """Load a checkpoint of either format: an official ``.pth.tar``/``.pt`` (or a bare encoder state dict),
+    or our directory / ``model.safetensors`` with its ``config.json``.
+
+    Args:
+        path: the file or our checkpoint directory.
+        num_heads: the head count, needed for official weights whose size is not a named one.
+    """
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        return _load_ours(path)
+    return load_official(path, num_heads=num_heads)
+
+
+def load_encoder(
+    path: str | Path, which: EncoderKey = "target_encoder", *, num_heads: int | None = None
+) -> VideoEncoder:
+    """The encoder of a checkpoint, in eval mode: ``target_encoder`` (default, as the paper) or ``encoder``."""
+    return load_pretrained(path, num_heads=num_heads).encoder(which).eval()
+
+
+def load_official(path: str | Path, *, num_heads: int | None = None) -> Pretrained:
+    """Load an official pretraining checkpoint (or a bare encoder state dict) into our modules."""
+    raw = safe_torch_load(path)
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of state dicts, found a {type(raw).__name__}")
+    if any(k in raw for k in MODEL_KEYS):
+        states = {k: raw[k] for k in MODEL_KEYS if k in raw and raw[k] is not None}
+    elif all(isinstance(v, Tensor) for v in raw.values()):
+        states = {"target_encoder": raw}  # a bare encoder state dict
+    else:
+        raise CheckpointError(
+            f"{path}: found none of the keys {list(MODEL_KEYS)} and it is not a bare state dict "
+            f"(top-level keys: {_listing(sorted(map(str, raw)))})"
+        )
+    mapped = {
+        k: map_official_state(_as_mapping(v, f"{path}[{k!r}]"), f"{path}[{k!r}]") for k, v in states.items()
+    }
+    first = "target_encoder" if "target_encoder" in mapped else "encoder"
+    if first not in mapped:
+        raise CheckpointError(f"{path}: holds a predictor but no encoder")
+    enc_cfg = infer_encoder_config(mapped[first], num_heads=num_heads, source=f"{path}[{first!r}]")
+    pred_cfg = None
+    if "predictor" in mapped:
+        pred_cfg = infer_predictor_config(mapped["predictor"], enc_cfg, source=f"{path}['predictor']")
+    meta = {"source": str(path), "format": "official"}
+    for key in ("epoch", "batch_size", "world_size", "lr"):
+        if isinstance(raw.get(key), (int, float)):
+            meta[key] = raw[key]
+    return Pretrained(enc_cfg, pred_cfg, _build_all(mapped, enc_cfg, pred_cfg, str(path)), meta)
+
+
+def _as_mapping(value: Any, source: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise CheckpointError(f"{source}: expected a state dict, found a {type(value).__name__}")
+    return value
+
+
+def _build_all(
+    states: Mapping[str, Mapping[str, Tensor]],
+    enc_cfg: EncoderConfig,
+    pred_cfg: PredictorConfig | None,
+    source: str,
+) -> dict[str, nn.Module]:
+    models: dict[str, nn.Module] = {}
+    for key, state in states.items():
+        model: nn.Module = Predictor(pred_cfg) if key == "predictor" else VideoEncoder(enc_cfg)  # type: ignore[arg-type]
+        load_strict(model, state, f"{source}[{key!r}]")
+        models[key] = model
+    return models
+
+
+def _load_ours(path: Path) -> Pretrained:
+    folder = path if path.is_dir() else path.parent
+    weights_path = folder / WEIGHTS_FILE if path.is_dir() else path
+    config_path = folder / CONFIG_FILE
+    for p in (weights_path, config_path):
+        if not p.is_file():
+            raise CheckpointError(
+                f"{p}: missing; a vjepa checkpoint is a folder with {WEIGHTS_FILE} and {CONFIG_FILE}"
+            )
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_path}: not valid JSON ({err})") from None
+    if config.get("format") != FORMAT_NAME or config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_path}: format {config.get('format')!r} version {config.get('format_version')!r}; "
+            f"this vjepa reads {FORMAT_NAME!r} version {FORMAT_VERSION}"
+        )
+    try:
+        enc_cfg = EncoderConfig.from_dict(config["encoder"])
+        pred_cfg = PredictorConfig.from_dict(config["predictor"]) if config.get("predictor") else None
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{config_path}: bad model config ({err})") from None
+    try:
+        flat = load_file(weights_path)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({err})") from None
+    states: dict[str, dict[str, Tensor]] = {}
+    for key, value in flat.items():
+        model_key, _, name = key.partition(".")
+        if model_key not in MODEL_KEYS or not name:
+            raise CheckpointError(f"{weights_path}: unexpected tensor {key!r} (expected <model>.<name>)")
+        states.setdefault(model_key, {})[name] = value
+    if "predictor" in states and pred_cfg is None:
+        raise CheckpointError(f"{config_path}: the weights hold a predictor but the config describes none")
+    models = _build_all(states, enc_cfg, pred_cfg, str(weights_path))
+    return Pretrained(
+        enc_cfg, pred_cfg, models, {**config.get("meta", {}), "source": str(folder), "format": "vjepa"}
+    )
+
+
+# ------------------------------------------------------------------------------------------------- saving
+
+
+def save_pretrained(
+    out_dir: str | Path,
+    models: Mapping[str, nn.Module],
+    encoder_config: EncoderConfig,
+    predictor_config: PredictorConfig | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``models`` (any of encoder / target_encoder / predictor) as ``model.safetensors`` plus
+    ``config.json`` into ``out_dir``; each file is written atomically."""
+    unknown = set(models) - set(MODEL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown model name(s) {sorted(unknown)}; allowed: {list(MODEL_KEYS)}")
+    if "predictor" in models and predictor_config is None:
+        raise ValueError("saving a predictor needs its predictor_config")
+    out_dir = Path(out_dir)
+    flat = {
+        f"{name}.{key}": value.detach().to("cpu").contiguous()
+        for name, model in models.items()
+        for key, value in model.state_dict().items()
+    }
+    config = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "encoder": encoder_config.to_dict(),
+        "predictor": predictor_config.to_dict() if predictor_config else None,
+        "models": sorted(models),
+        "meta": dict(meta or {}),
+    }
+    atomic_write(
+        out_dir / WEIGHTS_FILE, lambda tmp: save_file(flat, str(tmp), metadata={"format": FORMAT_NAME})
+    )
+    atomic_write(out_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    return out_dir
+
+
+def convert_official(src: str | Path, out_dir: str | Path, *, num_heads: int | None = None) -> Path:
+    """``vjepa convert``: an official checkpoint -> our format (every model it holds, exact weights)."""
+    loaded = load_official(src, num_heads=num_heads)
+    meta = {k: v for k, v in loaded.meta.items() if k != "format"}
+    meta["converted_from"] = meta.pop("source")
+    return save_pretrained(out_dir, loaded.models, loaded.encoder_config, loaded.predictor_config, meta)

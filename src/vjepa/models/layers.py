@@ -1,0 +1,161 @@
+"""Transformer building blocks shared by the encoder, the predictor and the probes (one copy each).
+
+Parameter names follow the official release (``qkv``, ``proj``, ``fc1``, ``fc2``, ``norm1``, ...) so that
+official state dicts map onto these modules key for key.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Mlp(nn.Module):
+    """Two linear layers with an exact (erf) GELU between them.
+
+    Args:
+        dim: input and output width.
+        hidden_dim: width of the hidden layer.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:  # [B, N, dim] -> [B, N, dim]
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _split_heads(x: Tensor, num_heads: int) -> Tensor:  # [B, N, D] -> [B, heads, N, D/heads]
+    b, n, d = x.shape
+    return x.view(b, n, num_heads, d // num_heads).transpose(1, 2)
+
+
+def _merge_heads(x: Tensor) -> Tensor:  # [B, heads, N, dh] -> [B, N, heads*dh]
+    b, h, n, dh = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * dh)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through ``F.scaled_dot_product_attention`` (no mask, default scale).
+
+    Args:
+        dim: token width; must be divisible by ``num_heads``.
+        num_heads: number of heads.
+        qkv_bias: whether the fused qkv projection has a bias.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:  # [B, N, D] -> [B, N, D]
+        b, n, d = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B, heads, N, dh]
+        return self.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``.
+
+    Args:
+        dim: token width.
+        num_heads: attention heads.
+        mlp_ratio: hidden width of the MLP is ``int(dim * mlp_ratio)``.
+        qkv_bias: bias on the qkv projection.
+        norm_eps: LayerNorm epsilon (1e-6 in the released models).
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, norm_eps: float = 1e-6
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor) -> Tensor:  # [B, N, D] -> [B, N, D]
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class CrossAttention(nn.Module):
+    """Queries attend to a token set (keys and values from the same tokens).
+
+    ``proj`` exists so that official probe checkpoints load strictly, but it is NOT applied: the released
+    probes were trained without it (official spec §8.1 item 1).
+
+    Args:
+        dim: width of queries and tokens.
+        num_heads: attention heads.
+        qkv_bias: bias on the q and kv projections.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)  # kept for checkpoint compatibility, never applied
+
+    def forward(self, queries: Tensor, x: Tensor) -> Tensor:  # [B, Q, D], [B, N, D] -> [B, Q, D]
+        b, n, d = x.shape
+        q = _split_heads(self.q(queries), self.num_heads)  # [B, heads, Q, dh]
+        kv = self.kv(x).view(b, n, 2, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)  # each [B, heads, N, dh]
+        return _merge_heads(F.scaled_dot_product_attention(q, k, v))
+
+
+class CrossAttentionBlock(nn.Module):
+    """``q + xattn(q, norm1(x))`` then ``q + mlp(norm2(q))``; only the tokens are normalized, not the queries.
+
+    Args:
+        dim: width.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width factor.
+        qkv_bias: bias on q and kv.
+        norm_eps: LayerNorm epsilon (the official probe uses PyTorch's default 1e-5).
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, norm_eps: float = 1e-5
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.xattn = CrossAttention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, queries: Tensor, x: Tensor) -> Tensor:  # [B, Q, D], [B, N, D] -> [B, Q, D]
+        q = queries + self.xattn(queries, self.norm1(x))
+        return q + self.mlp(self.norm2(q))
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """The initialization V-JEPA pretraining actually uses: every Linear and Conv weight ~ N(0, std^2)
+    truncated at +-2 (absolute bounds, as the official ``trunc_normal_``: 100 std away at std 0.02, so a
+    clamp of a normal draw is the same distribution and much faster), zero biases, LayerNorms at (1, 0).
+
+    The official models also divide ``attn.proj``/``mlp.fc2`` by sqrt(2 * layer), but the pretraining
+    script re-initializes every Linear afterwards, which undoes it; we start from the effective result.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv3d, nn.Conv2d)):
+            with torch.no_grad():
+                m.weight.normal_(0.0, std).clamp_(-2.0, 2.0)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

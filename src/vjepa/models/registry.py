@@ -1,0 +1,236 @@
+"""Architecture settings: typed configs for the encoder and predictor, and the named sizes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from vjepa.grid import TokenGrid
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The video ViT.
+
+    Args:
+        embed_dim: token width D.
+        depth: number of transformer blocks.
+        num_heads: attention heads (D must be divisible by it).
+        mlp_ratio: MLP hidden width is ``int(D * mlp_ratio)``.
+        patch_size: spatial patch side in pixels.
+        tubelet_size: frames per tubelet.
+        num_frames: frames of the clips the position table is built for.
+        img_size: square side in pixels the position table is built for.
+        in_chans: input channels.
+        uniform_power: position-table layout; True in every released model.
+        qkv_bias: bias on the qkv projections.
+        norm_eps: LayerNorm epsilon inside the blocks and of the final norm.
+    """
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    tubelet_size: int = 2
+    num_frames: int = 16
+    img_size: int = 224
+    in_chans: int = 3
+    uniform_power: bool = True
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size", "in_chans"))
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.num_frames < self.tubelet_size or self.img_size < self.patch_size:
+            raise ValueError(
+                f"num_frames={self.num_frames}, img_size={self.img_size} give no token with "
+                f"tubelet_size={self.tubelet_size}, patch_size={self.patch_size}"
+            )
+
+    @property
+    def grid(self) -> TokenGrid:
+        """The token grid the position table is laid out on."""
+        return TokenGrid.from_clip(
+            self.num_frames,
+            self.img_size,
+            self.img_size,
+            tubelet_size=self.tubelet_size,
+            patch_size=self.patch_size,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EncoderConfig:
+        return cls(**_known(cls, data, "encoder"))
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """The narrow predictor ViT.
+
+    Args:
+        embed_dim: width of the encoder it predicts for (input and output width).
+        predictor_embed_dim: its own width (384 in the paper).
+        depth: number of blocks (12 in the paper).
+        num_heads: attention heads (the encoder's head count in the official code).
+        num_mask_tokens: one learned mask token per mask setting.
+        mlp_ratio, qkv_bias, norm_eps: as for the encoder.
+        patch_size, tubelet_size, num_frames, img_size: the grid of its position table (the encoder's).
+        uniform_power: position-table layout.
+        zero_init_mask_tokens: mask tokens start at zero (paper) instead of N(0, 0.02^2).
+    """
+
+    embed_dim: int
+    predictor_embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 16
+    num_mask_tokens: int = 2
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    tubelet_size: int = 2
+    num_frames: int = 16
+    img_size: int = 224
+    uniform_power: bool = True
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    zero_init_mask_tokens: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ("embed_dim", "predictor_embed_dim", "depth", "num_heads", "num_mask_tokens"))
+        if self.predictor_embed_dim % self.num_heads:
+            raise ValueError(
+                f"predictor_embed_dim {self.predictor_embed_dim} is not divisible by num_heads {self.num_heads}"
+            )
+
+    @property
+    def grid(self) -> TokenGrid:
+        return TokenGrid.from_clip(
+            self.num_frames,
+            self.img_size,
+            self.img_size,
+            tubelet_size=self.tubelet_size,
+            patch_size=self.patch_size,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PredictorConfig:
+        return cls(**_known(cls, data, "predictor"))
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """A named ViT size of the official release."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+
+
+# The official factory functions. vit_gigantic asks for mlp_ratio 64/13 through a misspelled keyword that is
+# swallowed, so its real ratio is 4; giant's 48/11 gives a hidden width of int(1408 * 48 / 11) = 6144.
+MODEL_SIZES: dict[str, ModelSize] = {
+    "vit_tiny": ModelSize(192, 12, 3),
+    "vit_small": ModelSize(384, 12, 6),
+    "vit_base": ModelSize(768, 12, 12),
+    "vit_large": ModelSize(1024, 24, 16),
+    "vit_huge": ModelSize(1280, 32, 16),
+    "vit_giant": ModelSize(1408, 40, 16, mlp_ratio=48 / 11),
+    "vit_gigantic": ModelSize(1664, 48, 16, patch_size=14),
+}
+
+
+def canonical_name(name: str) -> str:
+    """``"large"``, ``"vit_large"``, ``"ViT-L"``-style spellings are accepted; returns ``"vit_large"``."""
+    key = name.lower().replace("-", "_")
+    short = {"t": "tiny", "s": "small", "b": "base", "l": "large", "h": "huge", "g": "giant"}
+    if key.startswith("vit_") and key[4:] in short:
+        key = "vit_" + short[key[4:]]
+    if not key.startswith("vit_"):
+        key = "vit_" + key
+    if key not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {name!r}; known: {', '.join(MODEL_SIZES)}")
+    return key
+
+
+def encoder_config(
+    name: str,
+    *,
+    num_frames: int = 16,
+    img_size: int = 224,
+    patch_size: int | None = None,
+    tubelet_size: int = 2,
+    uniform_power: bool = True,
+) -> EncoderConfig:
+    """The config of a named size (``tiny`` .. ``gigantic``) for clips of ``num_frames`` x ``img_size``^2."""
+    size = MODEL_SIZES[canonical_name(name)]
+    return EncoderConfig(
+        embed_dim=size.embed_dim,
+        depth=size.depth,
+        num_heads=size.num_heads,
+        mlp_ratio=size.mlp_ratio,
+        patch_size=patch_size or size.patch_size,
+        tubelet_size=tubelet_size,
+        num_frames=num_frames,
+        img_size=img_size,
+        uniform_power=uniform_power,
+    )
+
+
+def predictor_config(
+    encoder: EncoderConfig,
+    *,
+    predictor_embed_dim: int = 384,
+    depth: int = 12,
+    num_heads: int | None = None,
+    num_mask_tokens: int = 2,
+    zero_init_mask_tokens: bool = True,
+) -> PredictorConfig:
+    """The predictor for ``encoder``, as the official trainer builds it: the encoder's head count and grid,
+    MLP ratio 4 whatever the encoder's."""
+    return PredictorConfig(
+        embed_dim=encoder.embed_dim,
+        predictor_embed_dim=predictor_embed_dim,
+        depth=depth,
+        num_heads=num_heads or encoder.num_heads,
+        num_mask_tokens=num_mask_tokens,
+        patch_size=encoder.patch_size,
+        tubelet_size=encoder.tubelet_size,
+        num_frames=encoder.num_frames,
+        img_size=encoder.img_size,
+        uniform_power=encoder.uniform_power,
+        qkv_bias=encoder.qkv_bias,
+        norm_eps=encoder.norm_eps,
+        zero_init_mask_tokens=zero_init_mask_tokens,
+    )
+
+
+def size_name_of(embed_dim: int, depth: int) -> str | None:
+    """The named size with this width and depth, if any."""
+    for name, size in MODEL_SIZES.items():
+        if (size.embed_dim, size.depth) == (embed_dim, depth):
+            return name
+    return None
+
+
+def _check_positive(cfg: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+def _known(cls: type, data: dict, what: str) -> dict:
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ValueError(f"unknown {what} config key(s) {unknown}; valid keys: {sorted(valid)}")
+    return dict(data)
