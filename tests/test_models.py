@@ -16,7 +16,7 @@ from vjepa.models import (
     encoder_config,
 )
 from vjepa.models.tokens import gather_tokens
-from vjepa.report import count_encoder_parameters
+from vjepa.summary import count_encoder_parameters
 
 # Reference spec §1.1: trainable parameters without the frozen position table (p=16, tubelet 2, RGB).
 SPEC_PARAMS = {

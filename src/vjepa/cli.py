@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 
 def _models(args: argparse.Namespace) -> int:
-    from vjepa.report import print_model_table
+    from vjepa.summary import print_model_table
 
     print_model_table(num_frames=args.frames, img_size=args.size)
     return 0
@@ -24,7 +24,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from vjepa.report import encode_demo_clip
+    from vjepa.summary import encode_demo_clip
 
     encode_demo_clip(
         model=args.model,
