@@ -1,13 +1,15 @@
 """Video and image decoding with PyAV. The only module of the package that imports `av`.
 
 `VideoReader` opens a file, reads its frame count and rate from the container, and decodes only the frames
-a clip needs: it seeks to the key frame before the first needed frame, decodes forward, converts to RGB only
-the frames it keeps, and stops after the last one. Every PyAV/IO failure is turned into `VideoDecodeError`
+a clip needs: it seeks to the key frame before the first needed frame, decodes forward (skipping
+non-reference frames until shortly before the clip), converts to RGB (optionally shrunk) only the frames it
+keeps, and stops after the last one. Every PyAV/IO failure is turned into `VideoDecodeError`
 with the path, so callers catch one error type.
 
 Frame numbering: the index of a decoded frame is ``round((pts - start_time) * time_base * fps)`` with the
 stream's average rate, which equals the decode-order index for constant-frame-rate video (and is the only
-numbering that survives a seek). Streams without timestamps are numbered in decode order and never seeked.
+numbering that survives a seek). Frames without timestamps are numbered in decode order from the start of
+the stream (a seek that meets one is abandoned for a decode from the start).
 
 Frame count: the container's ``nb_frames``; else ``duration * fps``; else the packets are counted. When the
 container claims more frames than can be decoded (truncated files, lying headers), `read` raises
