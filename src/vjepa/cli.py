@@ -8,11 +8,30 @@ import sys
 from collections.abc import Callable
 
 
+def _add_models(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("models", help="list the named model sizes with parameter counts")
+    p.add_argument("--frames", type=int, default=16, help="clip frames for the token count (default 16)")
+    p.add_argument("--size", type=int, default=224, help="clip side in pixels (default 224)")
+    p.set_defaults(func=_models)
+
+
 def _models(args: argparse.Namespace) -> int:
     from vjepa.summary import print_model_table
 
     print_model_table(num_frames=args.frames, img_size=args.size)
     return 0
+
+
+def _add_convert(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "convert", help="convert an official .pth.tar checkpoint to our safetensors format"
+    )
+    p.add_argument("checkpoint", help="official pretraining checkpoint (e.g. vitl16.pth.tar)")
+    p.add_argument("out_dir", help="folder to write model.safetensors and config.json into")
+    p.add_argument(
+        "--num-heads", type=int, default=None, help="head count, for sizes that are not named ones"
+    )
+    p.set_defaults(func=_convert)
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -21,6 +40,22 @@ def _convert(args: argparse.Namespace) -> int:
     out = convert_official(args.checkpoint, args.out_dir, num_heads=args.num_heads)
     print(f"wrote {out}")
     return 0
+
+
+def _add_encode(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "encode", help="build (or load) an encoder and encode a generated clip; prints shapes and time"
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", default="vit_tiny", help="named size to build (default vit_tiny)")
+    src.add_argument("--checkpoint", default=None, help="official file or our checkpoint folder to load")
+    p.add_argument("--which", choices=["target_encoder", "encoder"], default="target_encoder")
+    p.add_argument("--num-heads", type=int, default=None)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_encode)
 
 
 def _encode(args: argparse.Namespace) -> int:
@@ -39,38 +74,50 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_make_data(commands: argparse._SubParsersAction) -> None:
+    make_data = commands.add_parser("make-data", help="write a built-in dataset to disk")
+    kinds = make_data.add_subparsers(dest="kind", required=True, metavar="KIND")
+    synthetic = kinds.add_parser(
+        "synthetic",
+        help="procedural videos with a shape (appearance) and a direction of motion label, as mp4 + CSVs",
+    )
+    synthetic.add_argument("out_dir", metavar="OUT_DIR", help="output folder (must be empty or absent)")
+    synthetic.add_argument("--seed", type=int, default=0, help="dataset seed (same seed, same bytes)")
+    synthetic.add_argument("--num-train", type=int, default=320, help="training videos")
+    synthetic.add_argument("--num-val", type=int, default=96, help="validation videos")
+    synthetic.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    synthetic.add_argument("--frames", type=int, default=16, help="frames per video")
+    synthetic.add_argument("--object-size", type=int, default=26, help="object side in pixels")
+    synthetic.add_argument("--overwrite", action="store_true", help="allow a non-empty OUT_DIR")
+    synthetic.set_defaults(func=_make_synthetic)
+
+
+def _make_synthetic(args: argparse.Namespace) -> int:
+    from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
+
+    spec = SyntheticSpec(num_frames=args.frames, size=args.size, object_size=args.object_size)
+    files = write_synthetic_dataset(
+        args.out_dir,
+        seed=args.seed,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        spec=spec,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote {args.num_train} + {args.num_val} videos to {files.root}; indexes: "
+        + ", ".join(str(p.name) for p in files.csvs.values())
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa", description="V-JEPA video encoders: pretrain, evaluate, extract."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("models", help="list the named model sizes with parameter counts")
-    p.add_argument("--frames", type=int, default=16, help="clip frames for the token count (default 16)")
-    p.add_argument("--size", type=int, default=224, help="clip side in pixels (default 224)")
-    p.set_defaults(func=_models)
-
-    p = sub.add_parser("convert", help="convert an official .pth.tar checkpoint to our safetensors format")
-    p.add_argument("checkpoint", help="official pretraining checkpoint (e.g. vitl16.pth.tar)")
-    p.add_argument("out_dir", help="folder to write model.safetensors and config.json into")
-    p.add_argument(
-        "--num-heads", type=int, default=None, help="head count, for sizes that are not named ones"
-    )
-    p.set_defaults(func=_convert)
-
-    p = sub.add_parser(
-        "encode", help="build (or load) an encoder and encode a generated clip; prints shapes and time"
-    )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", default="vit_tiny", help="named size to build (default vit_tiny)")
-    src.add_argument("--checkpoint", default=None, help="official file or our checkpoint folder to load")
-    p.add_argument("--which", choices=["target_encoder", "encoder"], default="target_encoder")
-    p.add_argument("--num-heads", type=int, default=None)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_encode)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_models, _add_convert, _add_encode, _add_make_data):
+        add(commands)
     return parser
 
 
