@@ -139,3 +139,10 @@ def test_make_data_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     with VideoReader(str(tmp_path / "out" / "train" / "000002.mp4")) as reader:
         assert (reader.num_frames, reader.info.width) == (8, 32)
     assert "wrote 3 + 1 videos" in capsys.readouterr().out
+
+
+def test_hold_keeps_the_object_still_inside_each_tubelet():
+    videos = generate_videos(SyntheticSpec(hold=2), 8, seed=3)
+    frames = videos.frames.astype(int)
+    assert (frames[:, 0::2] == frames[:, 1::2]).all()  # no motion inside a 2-frame tubelet
+    assert (frames[:, 0] != frames[:, 2]).any(axis=(1, 2, 3)).all()  # but motion across tubelets

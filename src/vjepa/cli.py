@@ -88,6 +88,12 @@ def _add_make_data(commands: argparse._SubParsersAction) -> None:
     synthetic.add_argument("--size", type=int, default=64, help="frame side in pixels")
     synthetic.add_argument("--frames", type=int, default=16, help="frames per video")
     synthetic.add_argument("--object-size", type=int, default=26, help="object side in pixels")
+    synthetic.add_argument(
+        "--hold",
+        type=int,
+        default=1,
+        help="the object moves every HOLD frames (2: no motion inside a tubelet)",
+    )
     synthetic.add_argument("--overwrite", action="store_true", help="allow a non-empty OUT_DIR")
     synthetic.set_defaults(func=_make_synthetic)
 
@@ -95,7 +101,7 @@ def _add_make_data(commands: argparse._SubParsersAction) -> None:
 def _make_synthetic(args: argparse.Namespace) -> int:
     from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 
-    spec = SyntheticSpec(num_frames=args.frames, size=args.size, object_size=args.object_size)
+    spec = SyntheticSpec(num_frames=args.frames, size=args.size, object_size=args.object_size, hold=args.hold)
     files = write_synthetic_dataset(
         args.out_dir,
         seed=args.seed,

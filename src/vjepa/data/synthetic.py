@@ -46,6 +46,10 @@ class SyntheticSpec:
         object_size: object side (bounding box) in pixels.
         speeds: possible speeds in pixels per frame (drawn uniformly per video).
         fps: frame rate written to the files.
+        hold: the object moves every ``hold`` frames and stays put in between. With ``hold`` equal to the
+            tubelet size (2), no single tubelet shows any motion: the direction can only be read by
+            comparing tokens across time, which a random encoder with a probe does poorly and a V-JEPA
+            encoder learns (the regime of Something-Something). ``hold=1`` moves every frame.
     """
 
     num_frames: int = 16
@@ -53,6 +57,7 @@ class SyntheticSpec:
     object_size: int = 26
     speeds: tuple[int, ...] = (3, 4)
     fps: int = 8
+    hold: int = 1
 
     def __post_init__(self) -> None:
         if self.num_frames < 2 or self.size < 8:
@@ -61,6 +66,8 @@ class SyntheticSpec:
             raise ValueError(f"object_size must lie in [4, size // 2], got {self.object_size}")
         if not self.speeds or min(self.speeds) < 1 or max(self.speeds) >= self.size // 2:
             raise ValueError(f"speeds must be integers in [1, size // 2), got {self.speeds}")
+        if not 1 <= self.hold <= self.num_frames:
+            raise ValueError(f"hold must lie in [1, num_frames], got {self.hold}")
 
     @property
     def num_classes(self) -> int:
@@ -123,8 +130,9 @@ def render_video(spec: SyntheticSpec, appearance: int, motion: int, rng: np.rand
     half = spec.object_size / 2
     video = np.empty((spec.num_frames, n, n, 3), dtype=np.uint8)
     for t in range(spec.num_frames):
-        cx = (x0 + vx * speed * t) % n
-        cy = (y0 + vy * speed * t) % n
+        moved = t - t % spec.hold  # frames the object has moved for
+        cx = (x0 + vx * speed * moved) % n
+        cy = (y0 + vy * speed * moved) % n
         dx = (coords[None, :] - cx + n // 2) % n - n // 2  # [1, W] signed offset on the torus
         dy = (coords[:, None] - cy + n // 2) % n - n // 2  # [H, 1]
         dx, dy = np.broadcast_arrays(dx, dy)
