@@ -39,6 +39,43 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from vjepa.probe.config import load_eval_config
+    from vjepa.probe.loop import run_eval
+
+    config, path = load_eval_config(args.config, args.set)
+    run_eval(config, path)
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from vjepa.extract import ExtractSpec, run_extract
+
+    spec = ExtractSpec(
+        kind=args.kind,
+        frames=args.frames,
+        frame_step=args.frame_step,
+        stride=args.stride,
+        resolution=args.resolution,
+        crop=args.crop,
+        pooled=args.pooled,
+        format=args.format,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        num_workers=args.num_workers,
+    )
+    report = run_extract(
+        args.inputs,
+        args.out,
+        checkpoint=args.checkpoint,
+        which=args.encoder,
+        spec=spec,
+        num_heads=args.num_heads,
+        device=args.device,
+    )
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa", description="V-JEPA video encoders: pretrain, evaluate, extract."
@@ -72,6 +109,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_encode)
     _add_make_data(sub)
+
+    p = sub.add_parser(
+        "eval", help="train and score probes (attentive, linear, k-NN) on a frozen encoder; write metrics"
+    )
+    p.add_argument("config", help="eval YAML, or the name of a shipped recipe (e.g. synthetic_motion)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser(
+        "extract", help="videos or images -> frozen-encoder features (tokens or pooled) on disk"
+    )
+    p.add_argument(
+        "inputs", nargs="+", help="video/image files, folders (searched recursively), CSV indexes, .txt lists"
+    )
+    p.add_argument("--checkpoint", required=True, help="official .pth.tar or our checkpoint folder")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        choices=["target_encoder", "encoder"],
+        help="target_encoder (EMA weights, what the paper evaluates) or encoder (the context encoder)",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--kind", choices=["video", "image"], default="video", help="what the inputs are")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (images: repeats); default 16")
+    p.add_argument("--frame-step", type=int, default=4, help="source frames between clip frames; default 4")
+    p.add_argument(
+        "--stride", type=int, default=None, help="frames between window starts (default: no overlap)"
+    )
+    p.add_argument("--resolution", type=int, default=224, help="clip side in pixels; default 224")
+    p.add_argument("--crop", choices=["center", "full"], default="center", help="centre crop or whole frame")
+    p.add_argument("--pooled", action="store_true", help="write the mean over tokens instead of every token")
+    p.add_argument("--format", choices=["safetensors", "npy"], default="safetensors")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per encoder forward")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--num-workers", type=int, default=0, help="decoding worker processes")
+    p.add_argument("--num-heads", type=int, default=None, help="head count for unnamed official sizes")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=_extract)
     return parser
 
 
@@ -118,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         code = func(args)
-    except (ValueError, FileNotFoundError) as err:  # user-fixable problems: one clear line
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # user-fixable problems: one clear line
         print(f"vjepa {args.command}: error: {err}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -206,3 +206,39 @@ class EvalConfig:
                 raise ConfigError(f"{source}: {key} is not set (use --set {key}=PATH)")
         if self.data.num_classes < 1:
             raise ConfigError(f"{source}: data.num_classes must be >= 1")
+
+
+def shipped_configs() -> list[str]:
+    """Names of the eval recipes shipped in ``vjepa/configs/eval/``."""
+    from importlib.resources import files
+
+    folder = files("vjepa") / "configs" / "eval"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config(name_or_path: str) -> str:
+    """A YAML path as given, or the path of a shipped recipe named ``name_or_path`` (e.g. ``vitl16_k400``)."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    from vjepa.config import ConfigError
+
+    if Path(name_or_path).is_file():
+        return name_or_path
+    shipped = files("vjepa") / "configs" / "eval" / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return str(shipped)
+    raise ConfigError(
+        f"{name_or_path}: no such config file, and no shipped eval recipe of that name "
+        f"(shipped: {', '.join(shipped_configs())})"
+    )
+
+
+def load_eval_config(
+    name_or_path: str, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[EvalConfig, str]:
+    """The strict config of a YAML file or shipped recipe, with ``--set`` overrides; returns it and its path."""
+    from vjepa.config import load_config
+
+    path = resolve_config(name_or_path)
+    return load_config(EvalConfig, path, overrides), path

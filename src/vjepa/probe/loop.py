@@ -565,7 +565,7 @@ def feature_sources(
             "precision": precision,
             "dtype": cfg.cache.dtype,
         }
-        root = Path(cfg.cache.dir) / name
+        root = cache_root(cfg.cache.dir, encoder_info["fingerprint"]) / name
         cache = _open_or_none(root, pinned, cfg.cache.overwrite)
         if cache is None:
             gb = math.prod(shape) * (2 if cfg.cache.dtype == "float16" else 4) / 1e9
@@ -589,6 +589,11 @@ def feature_sources(
             log(runtime, f"using the {name} feature cache {root}")
         sources.append(CachedFeatures(cache, runtime.device))
     return sources[0], sources[1]
+
+
+def cache_root(cache_dir: str | Path, fingerprint: str) -> Path:
+    """Caches of different encoders live side by side: ``<cache.dir>/<fingerprint[:16]>/{train,val}``."""
+    return Path(cache_dir) / fingerprint[:16]
 
 
 def _open_or_none(root: Path, pinned: dict[str, Any], overwrite: bool) -> FeatureCache | None:
