@@ -147,3 +147,42 @@ def test_eval_under_torchrun_scores_every_sample_once(synthetic, random_encoder,
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = check_outputs(tmp_path / "run", num_settings=2)
     assert metrics["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_eval_on_image_folders_with_augmentation(random_encoder, tmp_path):
+    import matplotlib.image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c, name in enumerate(("dark", "bright")):
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            for i in range(4):
+                base = 40 if c == 0 else 200
+                matplotlib.image.imsave(
+                    folder / f"{i}.png", rng.integers(base - 30, base + 30, (40, 48, 3), dtype=np.uint8)
+                )
+    cfg = load_config(
+        EvalConfig,
+        None,
+        [
+            f"encoder.checkpoint={random_encoder}",
+            "data.kind=image",
+            f"data.train={tmp_path / 'train'}",
+            f"data.val={tmp_path / 'val'}",
+            "data.num_classes=2",
+            "data.frames_per_clip=8",
+            "data.resolution=32",
+            "data.train_augment=true",
+            "optimization.epochs=2",
+            "optimization.batch_size=4",
+            "device=cpu",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+    )
+    report = run_eval(cfg)
+    (result,) = report["results"]
+    assert result["num_samples"] == 8 and len(result["history"]) == 2
+    assert (tmp_path / "run" / "metrics.json").is_file()

@@ -367,6 +367,7 @@ def train_probes(
         order = epoch_order(indices, seed, epoch, runtime.rank, runtime.world_size)
         sums = {r.name: [0.0, 0.0] for r in runs}
         seen = 0
+        start = time.perf_counter()
         for batch in source.batches(order, opt.batch_size, epoch):
             step += 1  # the official schedulers step before the iteration: the first lr is lr(1)
             for run in runs:
@@ -376,6 +377,7 @@ def train_probes(
                 sums[run.name][0] += loss * len(batch.labels)
                 sums[run.name][1] += correct
             seen += len(batch.labels)
+        seconds = round(time.perf_counter() - start, 3)
         for run in runs:
             loss_sum, correct = sums[run.name]
             run.history.append(
@@ -383,13 +385,14 @@ def train_probes(
                     "epoch": epoch + 1,
                     "train_loss": loss_sum / max(seen, 1),
                     "train_top1": 100 * correct / max(seen, 1),
+                    "seconds": seconds,
                 }
             )
         best = min(runs, key=lambda r: r.history[-1]["train_loss"])
         log(
             runtime,
             f"[epoch {epoch + 1}/{opt.epochs}] {len(runs)} probe(s), rank-0 train loss "
-            f"{best.history[-1]['train_loss']:.4f} (best: {best.name})",
+            f"{best.history[-1]['train_loss']:.4f} (best: {best.name}), {seconds:.2f} s",
         )
 
 
