@@ -179,7 +179,7 @@ def test_stratified_subsets_are_seeded_and_per_class():
 
 
 def test_eval_sharding_counts_every_sample_once_and_training_shares_are_equal():
-    for n, w in ((10, 3), (7, 2), (2, 4)):
+    for n, w in ((10, 3), (7, 2), (2, 4)):  # evaluation shares may be empty
         shares = [eval_share(n, r, w) for r in range(w)]
         assert sorted(np.concatenate(shares).tolist()) == list(range(n))
     idx = np.arange(11)
@@ -187,6 +187,8 @@ def test_eval_sharding_counts_every_sample_once_and_training_shares_are_equal():
     assert {len(o) for o in orders} == {3}
     assert len(set(np.concatenate(orders).tolist())) == 9
     assert not np.array_equal(epoch_order(idx, 0, 0, 0, 1), epoch_order(idx, 0, 1, 0, 1))
+    with pytest.raises(ValueError, match="cannot be shared"):
+        epoch_order(np.arange(2), 0, 0, 0, 4)
 
 
 def test_several_settings_train_in_one_pass_and_learn():

@@ -84,8 +84,10 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
 def epoch_order(indices: np.ndarray, seed: int, epoch: int, rank: int, world_size: int) -> np.ndarray:
     """This rank's share of a seeded shuffle of ``indices``: equal shares on every rank (the remainder of
     ``len % world_size`` samples is left out of this epoch), so every rank takes the same number of steps."""
+    if len(indices) < world_size:
+        raise ValueError(f"{len(indices)} training samples cannot be shared by {world_size} processes")
     perm = np.random.default_rng([seed, epoch]).permutation(indices)
-    usable = len(perm) - len(perm) % world_size if len(perm) >= world_size else len(perm)
+    usable = len(perm) - len(perm) % world_size
     return perm[:usable][rank::world_size]
 
 
