@@ -122,14 +122,24 @@ def test_eval_linear_readout_with_label_fractions_uncached(synthetic, random_enc
     assert set(report["best"]) == {"0.5", "1"}
 
 
-@pytest.mark.skip(reason="needs the tiny pretraining recipe (branch 'pretrain'); the lead switches this on")
-def test_eval_cli_on_tiny_pretrained_encoder(synthetic, tmp_path):  # pragma: no cover
-    from vjepa.pretrain.loop import run_pretrain  # noqa: F401  (the tiny recipe's entry point)
-
-    encoder_dir = tmp_path / "pretrain"  # fill with: the tiny recipe's output (a checkpoint folder)
+@pytest.mark.slow
+def test_eval_cli_on_tiny_pretrained_encoder(synthetic, tmp_path):
+    """The tiny pretraining recipe (shortened), then the attentive probe on its exported target encoder."""
+    short = {
+        "optimization.epochs": 1, "optimization.ipe": 3, "data.synthetic_videos": 8, "data.synthetic_size": 48,
+        "data.crop_size": 48, "data.num_frames": 8, "data.synthetic_frames": 8, "data.batch_size": 2,
+        "model.pred_depth": 1, "runtime.threads": 1, "logging.tensorboard": "false",
+        "logging.metrics_format": "csv",
+    }  # fmt: skip
+    cmd = [sys.executable, "-m", "vjepa", "pretrain", "tiny_cpu", "--run-dir", str(tmp_path / "pretrain")]
+    cmd += [a for k, v in short.items() for a in ("--set", f"{k}={v}")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    encoder_dir = tmp_path / "pretrain" / "export"
     args = overrides(synthetic, encoder_dir, tmp_path)
     assert run_cli(["eval", "synthetic_motion"] + [a for o in args for a in ("--set", o)]) == 0
-    check_outputs(tmp_path / "run", num_settings=2)
+    metrics = check_outputs(tmp_path / "run", num_settings=2)
+    assert metrics["encoder"]["which"] == "target_encoder"
 
 
 @pytest.mark.slow

@@ -76,6 +76,50 @@ def _extract(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from vjepa.data.errors import TooManyFailuresError
+    from vjepa.pretrain.config import load_run_config
+    from vjepa.pretrain.loop import TrainingDiverged, pretrain
+
+    config, run_dir = load_run_config(args.config, args.overrides, args.run_dir, args.resume)
+    try:
+        pretrain(config, run_dir, resume=args.resume)
+    except (TrainingDiverged, TooManyFailuresError) as err:
+        print(f"vjepa pretrain: stopped: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="V-JEPA pretraining (single process, or every process of torchrun)",
+        description="Pretrain a V-JEPA encoder. Run under 'torchrun --nproc_per_node=N -m vjepa pretrain ...' "
+        "for DDP on N processes (multi-node with torchrun's rendezvous flags).",
+    )
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="a YAML file or a shipped recipe (vitl16, vith16, vith16_384, tiny_cpu); optional with --resume",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optimization.lr=1e-3 (repeatable)",
+    )
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/<recipe name>)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir (starts a new one if the directory is missing or empty)",
+    )
+    p.set_defaults(func=_pretrain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa", description="V-JEPA video encoders: pretrain, evaluate, extract."
@@ -149,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-heads", type=int, default=None, help="head count for unnamed official sizes")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.set_defaults(func=_extract)
+    _add_pretrain(sub)
     return parser
 
 
