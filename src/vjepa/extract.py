@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from vjepa.checkpoint import EncoderKey, atomic_write, load_pretrained
 from vjepa.models.encoder import VideoEncoder
 from vjepa.probe.features import encoder_fingerprint
-from vjepa.runtime import Precision, Runtime, autocast, log, setup
+from vjepa.runtime import Precision, Runtime, autocast, log, setup, teardown
 
 InputKind = Literal["video", "image"]
 CropMode = Literal["center", "full"]
@@ -387,6 +387,21 @@ def run_extract(
 ) -> ExtractReport:
     """``vjepa extract``: load the chosen encoder of ``checkpoint`` and extract ``inputs`` into ``out_dir``."""
     runtime = setup(device)
+    try:
+        return _run_extract(inputs, out_dir, checkpoint, which, spec, num_heads, runtime)
+    finally:
+        teardown()
+
+
+def _run_extract(
+    inputs: Sequence[str],
+    out_dir: str,
+    checkpoint: str,
+    which: EncoderKey,
+    spec: ExtractSpec,
+    num_heads: int | None,
+    runtime: Runtime,
+) -> ExtractReport:
     files = list_inputs(inputs, spec.kind)
     encoder = load_pretrained(checkpoint, num_heads=num_heads).encoder(which)
     encoder.eval().requires_grad_(False).to(runtime.device)

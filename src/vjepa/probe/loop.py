@@ -45,7 +45,7 @@ from vjepa.probe.features import (
 )
 from vjepa.probe.knn import KNNClassifier, pooled
 from vjepa.probe.metrics import classification_metrics, save_confusion_png, write_json
-from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup
+from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup, teardown
 
 Scorer = Callable[[Tensor], Tensor]  # tokens [B, V, N, D] -> scores [B, C]
 
@@ -627,6 +627,13 @@ def run_eval(cfg: EvalConfig, source: str = "config") -> dict[str, Any]:
     """
     cfg.check_runnable(source)
     runtime = setup(cfg.device, cfg.threads)
+    try:
+        return _run_eval(cfg, runtime)
+    finally:
+        teardown()
+
+
+def _run_eval(cfg: EvalConfig, runtime: Runtime) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     if (out / "metrics.json").exists():
         raise FileExistsError(
