@@ -7,6 +7,10 @@ The public API::
     pretrained = vjepa.load_pretrained("vitl16.pth.tar")      # official file or our folder
     encoder = pretrained.encoder("target_encoder")
     tokens = encoder(clip)                                     # [B, 3, T, H, W] -> [B, N, D]
+
+    config, _ = vjepa.load_eval_config("synthetic_motion", ["encoder.checkpoint=runs/tiny"])
+    metrics = vjepa.run_eval(config)                           # frozen evaluation (vjepa eval)
+    probe = vjepa.load_probe("vitl16/k400-probe.pth.tar")      # official or our probe checkpoints
 """
 
 from vjepa.checkpoint import (
@@ -17,6 +21,7 @@ from vjepa.checkpoint import (
     load_pretrained,
     save_pretrained,
 )
+from vjepa.extract import ExtractSpec, extract_features
 from vjepa.grid import TokenGrid
 from vjepa.models import (
     MODEL_SIZES,
@@ -27,13 +32,21 @@ from vjepa.models import (
     build_encoder,
     build_predictor,
 )
+from vjepa.probe.attentive import AttentiveClassifier, AttentivePooler
+from vjepa.probe.checkpoint import load_probe, save_probe
+from vjepa.probe.config import EvalConfig, load_eval_config
+from vjepa.probe.loop import run_eval
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODEL_SIZES",
+    "AttentiveClassifier",
+    "AttentivePooler",
     "CheckpointError",
     "EncoderConfig",
+    "EvalConfig",
+    "ExtractSpec",
+    "MODEL_SIZES",
     "Predictor",
     "PredictorConfig",
     "Pretrained",
@@ -42,7 +55,12 @@ __all__ = [
     "build_encoder",
     "build_predictor",
     "convert_official",
+    "extract_features",
     "load_encoder",
+    "load_eval_config",
     "load_pretrained",
+    "load_probe",
+    "run_eval",
     "save_pretrained",
+    "save_probe",
 ]

@@ -117,12 +117,145 @@ def _make_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pretrain(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "pretrain",
+        help="V-JEPA pretraining (single process, or every process of torchrun)",
+        description="Pretrain a V-JEPA encoder. Run under 'torchrun --nproc_per_node=N -m vjepa pretrain ...' "
+        "for DDP on N processes (multi-node with torchrun's rendezvous flags).",
+    )
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="a YAML file or a shipped recipe (vitl16, vith16, vith16_384, tiny_cpu); optional with --resume",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optimization.lr=1e-3 (repeatable)",
+    )
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/<recipe name>)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir (starts a new one if the directory is missing or empty)",
+    )
+    p.set_defaults(func=_pretrain)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from vjepa.data.errors import TooManyFailuresError
+    from vjepa.pretrain.config import load_run_config
+    from vjepa.pretrain.loop import TrainingDiverged, pretrain
+
+    config, run_dir = load_run_config(args.config, args.overrides, args.run_dir, args.resume)
+    try:
+        pretrain(config, run_dir, resume=args.resume)
+    except (TrainingDiverged, TooManyFailuresError) as err:
+        print(f"vjepa pretrain: stopped: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "eval", help="train and score probes (attentive, linear, k-NN) on a frozen encoder; write metrics"
+    )
+    p.add_argument("config", help="eval YAML, or the name of a shipped recipe (e.g. synthetic_motion)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
+    p.set_defaults(func=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from vjepa.probe.config import load_eval_config
+    from vjepa.probe.loop import run_eval
+
+    config, path = load_eval_config(args.config, args.set)
+    run_eval(config, path)
+    return 0
+
+
+def _add_extract(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "extract", help="videos or images -> frozen-encoder features (tokens or pooled) on disk"
+    )
+    p.add_argument(
+        "inputs", nargs="+", help="video/image files, folders (searched recursively), CSV indexes, .txt lists"
+    )
+    p.add_argument("--checkpoint", required=True, help="official .pth.tar or our checkpoint folder")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        choices=["target_encoder", "encoder"],
+        help="target_encoder (EMA weights, what the paper evaluates) or encoder (the context encoder)",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--kind", choices=["video", "image"], default="video", help="what the inputs are")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (images: repeats); default 16")
+    p.add_argument("--frame-step", type=int, default=4, help="source frames between clip frames; default 4")
+    p.add_argument(
+        "--stride", type=int, default=None, help="frames between window starts (default: no overlap)"
+    )
+    p.add_argument("--resolution", type=int, default=224, help="clip side in pixels; default 224")
+    p.add_argument("--crop", choices=["center", "full"], default="center", help="centre crop or whole frame")
+    p.add_argument("--pooled", action="store_true", help="write the mean over tokens instead of every token")
+    p.add_argument("--format", choices=["safetensors", "npy"], default="safetensors")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per encoder forward")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--num-workers", type=int, default=0, help="decoding worker processes")
+    p.add_argument("--num-heads", type=int, default=None, help="head count for unnamed official sizes")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=_extract)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from vjepa.extract import ExtractSpec, run_extract
+
+    spec = ExtractSpec(
+        kind=args.kind,
+        frames=args.frames,
+        frame_step=args.frame_step,
+        stride=args.stride,
+        resolution=args.resolution,
+        crop=args.crop,
+        pooled=args.pooled,
+        format=args.format,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        num_workers=args.num_workers,
+    )
+    report = run_extract(
+        args.inputs,
+        args.out,
+        checkpoint=args.checkpoint,
+        which=args.encoder,
+        spec=spec,
+        num_heads=args.num_heads,
+        device=args.device,
+    )
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa", description="V-JEPA video encoders: pretrain, evaluate, extract."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_models, _add_convert, _add_encode, _add_make_data):
+    for add in (
+        _add_pretrain,
+        _add_eval,
+        _add_extract,
+        _add_make_data,
+        _add_models,
+        _add_convert,
+        _add_encode,
+    ):
         add(commands)
     return parser
 
@@ -133,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         code = func(args)
-    except (ValueError, FileNotFoundError) as err:  # user-fixable problems: one clear line
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # user-fixable problems: one clear line
         print(f"vjepa {args.command}: error: {err}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -1,10 +1,16 @@
 """The V-JEPA objective: predict, from the visible tokens, the layer-normed features an EMA target encoder
-computes on the full clip, at the hidden positions. Read top to bottom, it is one training step's maths."""
+computes on the full clip, at the hidden positions. Read top to bottom, it is one training step's maths.
+
+``target="pixels"`` is the VideoMAE-style baseline of the paper's feature-vs-pixel ablation: the same
+encoder, predictor and loss, but the predictor's outputs go through a linear head to the pixels of each
+masked tubelet, normalized per tubelet and channel; there is no target encoder.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +18,12 @@ from torch import Tensor, nn
 
 from vjepa.masks.base import MaskPair
 from vjepa.models.encoder import VideoEncoder
+from vjepa.models.layers import init_weights
 from vjepa.models.predictor import Predictor
 from vjepa.models.tokens import gather_tokens
+
+TargetKind = Literal["features", "pixels"]
+PIXEL_NORM_EPS = 1e-6
 
 
 @dataclass
@@ -28,6 +38,8 @@ class ObjectiveOutput:
         target_std: the same for the targets.
         predictions: per mask setting ``[B, K_tgt, D]`` (with gradient).
         targets: per mask setting ``[B, K_tgt, D]`` (no gradient).
+        pooled_targets: ``[B, D]`` target features averaged over all tokens of each clip (no gradient), for
+            the collapse monitors; None for pixel targets.
     """
 
     loss: Tensor
@@ -36,6 +48,7 @@ class ObjectiveOutput:
     target_std: list[Tensor]
     predictions: list[Tensor]
     targets: list[Tensor]
+    pooled_targets: Tensor | None = None
 
 
 class JEPAObjective(nn.Module):
@@ -44,26 +57,50 @@ class JEPAObjective(nn.Module):
     Args:
         encoder: the context encoder; it sees only each mask's context tokens.
         predictor: predicts the target tokens; mask setting ``i`` uses mask token ``i``.
-        target_encoder: the EMA copy; it never receives gradients and is never in an optimizer group.
+        target_encoder: the EMA copy; it never receives gradients and is never in an optimizer group. None
+            for ``target="pixels"``.
         loss_exp: 1 gives the paper's L1 loss; the per-element loss is ``|p - t|^loss_exp / loss_exp``.
+        target: ``features`` (V-JEPA) or ``pixels`` (the baseline; adds ``pixel_head``).
     """
 
     def __init__(
-        self, encoder: VideoEncoder, predictor: Predictor, target_encoder: VideoEncoder, loss_exp: float = 1.0
+        self,
+        encoder: VideoEncoder,
+        predictor: Predictor,
+        target_encoder: VideoEncoder | None,
+        loss_exp: float = 1.0,
+        target: TargetKind = "features",
     ) -> None:
         super().__init__()
         if loss_exp <= 0:
             raise ValueError(f"loss_exp must be positive, got {loss_exp}")
+        if target not in ("features", "pixels"):
+            raise ValueError(f"target must be 'features' or 'pixels', got {target!r}")
+        if target == "features" and target_encoder is None:
+            raise ValueError("target='features' needs a target encoder")
         self.encoder = encoder
         self.predictor = predictor
-        self.target_encoder = target_encoder.requires_grad_(False)
+        self.target_encoder = target_encoder.requires_grad_(False) if target_encoder is not None else None
         self.loss_exp = loss_exp
+        self.target = target
+        self.pixel_head: nn.Linear | None = None
+        if target == "pixels":
+            c = encoder.config
+            self.pixel_head = nn.Linear(c.embed_dim, c.in_chans * c.tubelet_size * c.patch_size**2)
+            init_weights(self.pixel_head)
 
     @torch.no_grad()
     def target_features(self, clips: Tensor) -> Tensor:
         """The target encoder on the full clip, then a LayerNorm without affine (eps 1e-5): ``[B, N, D]``."""
+        assert self.target_encoder is not None
         h = self.target_encoder(clips)  # [B, N, D]
         return F.layer_norm(h, (h.shape[-1],))
+
+    @torch.no_grad()
+    def target_pixels(self, clips: Tensor) -> Tensor:
+        """Each tubelet's pixels, normalized per tubelet and channel: ``[B, N, t * p * p * C]``."""
+        c = self.encoder.config
+        return normalized_tubelets(clips, c.tubelet_size, c.patch_size)
 
     def forward(self, clips: Tensor, masks: Sequence[MaskPair]) -> ObjectiveOutput:
         """Args:
@@ -73,13 +110,16 @@ class JEPAObjective(nn.Module):
         if not masks:
             raise ValueError("the objective needs at least one mask setting")
         grid = self.encoder.grid_for(clips)
-        h = self.target_features(clips)  # [B, N, D]
-        targets = [gather_tokens(h, m.target) for m in masks]  # each [B, K_tgt, D]
+        features = self.target == "features"
+        h = self.target_features(clips) if features else self.target_pixels(clips)  # [B, N, D or t*p*p*C]
+        targets = [gather_tokens(h, m.target) for m in masks]  # each [B, K_tgt, D or t*p*p*C]
         contexts = self.encoder(clips, [m.context for m in masks])  # each [B, K_ctx, D]
         predictions = [
             self.predictor(z, m.context, m.target, mask_index=i, grid=grid)
             for i, (z, m) in enumerate(zip(contexts, masks, strict=True))
         ]  # each [B, K_tgt, D]
+        if self.pixel_head is not None:
+            predictions = [self.pixel_head(p) for p in predictions]  # each [B, K_tgt, t*p*p*C]
         mask_losses = [
             torch.mean(torch.abs(p - t) ** self.loss_exp) / self.loss_exp
             for p, t in zip(predictions, targets, strict=True)
@@ -92,11 +132,15 @@ class JEPAObjective(nn.Module):
             target_std=[_feature_std(t) for t in targets],
             predictions=predictions,
             targets=targets,
+            pooled_targets=h.mean(dim=1) if self.target == "features" else None,  # [B, D]
         )
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """EMA step after the optimizer step: ``target <- m * target + (1 - m) * online``."""
+        """EMA step after the optimizer step: ``target <- m * target + (1 - m) * online`` (a no-op without a
+        target encoder)."""
+        if self.target_encoder is None:
+            return
         target = list(self.target_encoder.parameters())
         online = [p.detach() for p in self.encoder.parameters()]
         torch._foreach_mul_(target, momentum)
@@ -107,3 +151,27 @@ class JEPAObjective(nn.Module):
 def _feature_std(x: Tensor) -> Tensor:
     """Std over samples and tokens of each feature dimension, averaged over dimensions."""
     return x.detach().float().reshape(-1, x.shape[-1]).std(dim=0).mean()
+
+
+@torch.no_grad()
+def normalized_tubelets(
+    clips: Tensor, tubelet_size: int, patch_size: int, eps: float = PIXEL_NORM_EPS
+) -> Tensor:
+    """Cut clips into tubelets in token order (time, row, column) and standardize each tubelet per channel
+    (VideoMAE: mean and unbiased std over the tubelet's pixels, ``(x - mean) / (std + eps)``).
+
+    Args:
+        clips: ``[B, C, T, H, W]``.
+        tubelet_size: frames per tubelet ``t``.
+        patch_size: patch side ``p``.
+
+    Returns:
+        ``[B, N, t * p * p * C]``, pixels ordered (frame, row, column, channel) within a tubelet.
+    """
+    b, c, t, h, w = clips.shape
+    tt, p = tubelet_size, patch_size
+    x = clips.float().reshape(b, c, t // tt, tt, h // p, p, w // p, p)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # [B, T', H', W', t, p, p, C]
+    x = x.reshape(b, (t // tt) * (h // p) * (w // p), tt * p * p, c)  # [B, N, t*p*p, C]
+    x = (x - x.mean(dim=2, keepdim=True)) / (x.var(dim=2, unbiased=True, keepdim=True).sqrt() + eps)
+    return x.flatten(2)  # [B, N, t*p*p*C]

@@ -1,0 +1,414 @@
+"""``vjepa extract``: videos or images -> frozen-encoder features on disk.
+
+Each video is cut into windows of ``frames`` frames taken every ``frame_step`` source frames; windows
+start every ``stride`` frames (default: one window span, no overlap), and when the last window stops short
+of the end one more window is aligned to the last frame. A video shorter than one window gives one window
+padded with its last frame (as the official loaders). Each window is one clip ``[3, T, S, S]``:
+
+- ``crop="center"``: short side to ``int(S * 256 / 224)``, centre crop ``S`` (the official one-view eval);
+- ``crop="full"``: the whole frame resized to ``S x S`` (aspect not kept).
+
+Output, one file per input (its path relative to the inputs' common folder, suffix replaced):
+
+- videos: ``features`` ``[W, N, D]`` tokens (``N = (T / tubelet) * (S / patch)^2``, time-major, then rows,
+  then columns) or ``[W, D]`` with ``--pooled`` (mean over tokens), and ``frame_indices`` ``[W, T]``;
+- images (each repeated ``frames`` times along time): ``features`` ``[N, D]`` or ``[D]``.
+
+As ``.safetensors`` (both tensors in one file) or ``.npy`` (``<name>.npy`` and ``<name>.frames.npy``), plus
+``manifest.json`` describing the encoder, the grid and every file written or failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from vjepa.checkpoint import EncoderKey, atomic_write, load_pretrained
+from vjepa.models.encoder import VideoEncoder
+from vjepa.probe.features import encoder_fingerprint
+from vjepa.runtime import Precision, Runtime, autocast, log, setup, teardown
+
+InputKind = Literal["video", "image"]
+CropMode = Literal["center", "full"]
+OutputFormat = Literal["safetensors", "npy"]
+
+
+@dataclass(frozen=True)
+class ExtractSpec:
+    """How inputs become clips and what is written.
+
+    Args:
+        kind: ``video`` or ``image``.
+        frames: frames per clip T (images are repeated T times).
+        frame_step: source frames between clip frames.
+        stride: source frames between window starts (None: ``frames * frame_step``, no overlap).
+        resolution: clip side S.
+        crop: ``center`` or ``full`` (see the module docstring).
+        pooled: write the mean over tokens instead of every token.
+        format: ``safetensors`` or ``npy``.
+        batch_size: clips per encoder forward.
+        precision: encoder autocast (``fp32`` or ``bf16``).
+        num_workers: decoding worker processes.
+    """
+
+    kind: InputKind = "video"
+    frames: int = 16
+    frame_step: int = 4
+    stride: int | None = None
+    resolution: int = 224
+    crop: CropMode = "center"
+    pooled: bool = False
+    format: OutputFormat = "safetensors"
+    batch_size: int = 8
+    precision: Precision = "fp32"
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "frame_step", "resolution", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+
+    @property
+    def span(self) -> int:
+        """Source frames one window covers."""
+        return (self.frames - 1) * self.frame_step + 1
+
+
+def window_indices(num_frames: int, spec: ExtractSpec) -> np.ndarray:
+    """Frame indices ``[W, T]`` of every window of a video of ``num_frames`` frames."""
+    if num_frames < 1:
+        raise ValueError("a video needs at least one frame")
+    offsets = np.arange(spec.frames) * spec.frame_step  # [T]
+    if num_frames <= spec.span:
+        return np.minimum(offsets, num_frames - 1)[None]  # one window, padded with the last frame
+    stride = spec.stride or spec.frames * spec.frame_step
+    starts = list(range(0, num_frames - spec.span + 1, stride))
+    if starts[-1] + spec.span < num_frames:
+        starts.append(num_frames - spec.span)  # cover the tail
+    return np.asarray(starts)[:, None] + offsets[None]
+
+
+def list_inputs(inputs: Sequence[str | os.PathLike], kind: InputKind) -> list[str]:
+    """Files to extract from: CSV indexes (``<path> <label>``), folders (searched recursively for the
+    kind's extensions), path lists (``.txt``) and single files, in the order given."""
+    from vjepa.data.index import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_csv_index, read_path_list
+
+    exts = VIDEO_EXTENSIONS if kind == "video" else IMAGE_EXTENSIONS
+    files: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(exts))
+            if not found:
+                raise FileNotFoundError(f"{path}: no files ending in {', '.join(exts)}")
+            files += found
+        elif not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        elif path.suffix.lower() == ".csv":
+            files += [r.path for r in read_csv_index(path)]
+        elif path.suffix.lower() == ".txt":
+            files += [r.path for r in read_path_list(path)]
+        else:
+            files.append(str(path))
+    if not files:
+        raise ValueError("no input files")
+    if len(set(files)) != len(files):
+        raise ValueError("an input file is listed twice")
+    return files
+
+
+def output_names(files: Sequence[str]) -> list[str]:
+    """Each file's path relative to the files' common folder, without its suffix (unique by construction)."""
+    absolute = [os.path.abspath(f) for f in files]
+    root = os.path.commonpath([os.path.dirname(f) for f in absolute])
+    return [str(Path(os.path.relpath(f, root)).with_suffix("")) for f in absolute]
+
+
+def load_clip_frames(path: str, indices: np.ndarray | None, spec: ExtractSpec) -> Tensor:
+    """Decode and transform one window (or one image when ``indices`` is None) to ``[3, T, S, S]``."""
+    from vjepa.data.decode import VideoReader, read_image
+    from vjepa.data.transforms import CropBox, EvalViewSpec, crop_resize, eval_views, normalize
+
+    if indices is None:
+        frames = read_image(path)[None]  # [1, H, W, 3]
+    else:
+        with VideoReader(path) as reader:
+            frames = reader.read(indices)  # [T, H, W, 3]
+    s = spec.resolution
+    if spec.crop == "center":
+        clip = eval_views(frames, EvalViewSpec(s, 1))[0]  # [3, t, S, S]
+    else:
+        h, w = frames.shape[1:3]
+        clip = normalize(crop_resize(frames, CropBox(0, 0, h, w), s))  # [3, t, S, S]
+    if indices is None:
+        clip = clip.expand(-1, spec.frames, -1, -1)
+    return clip
+
+
+@dataclass(frozen=True)
+class _Item:
+    file: int
+    window: int
+    indices: np.ndarray | None
+
+
+class _Windows(Dataset):
+    """One item per window (or image); a decoding failure yields ``None`` instead of a clip."""
+
+    def __init__(self, files: Sequence[str], items: Sequence[_Item], spec: ExtractSpec) -> None:
+        self.files = files
+        self.items = items
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[_Item, Tensor | None, str]:
+        from vjepa.data.errors import VideoDecodeError
+
+        item = self.items[i]
+        try:
+            return item, load_clip_frames(self.files[item.file], item.indices, self.spec), ""
+        except VideoDecodeError as err:
+            return item, None, str(err)
+
+
+def _collate(batch: list[tuple[_Item, Tensor | None, str]]) -> list[tuple[_Item, Tensor | None, str]]:
+    return batch
+
+
+@dataclass
+class ExtractReport:
+    """What an extraction wrote.
+
+    Args:
+        written: output files, relative to the output folder.
+        failed: ``{input file: reason}`` for inputs that could not be decoded.
+        manifest: the manifest's path.
+    """
+
+    written: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    manifest: Path | None = None
+
+
+def extract_features(
+    encoder: VideoEncoder,
+    files: Sequence[str],
+    out_dir: str | Path,
+    spec: ExtractSpec,
+    *,
+    runtime: Runtime | None = None,
+    encoder_info: dict | None = None,
+) -> ExtractReport:
+    """Encode every window of every file and write one feature file per input (see the module docstring).
+
+    Args:
+        encoder: the frozen encoder (on ``runtime.device``).
+        files: input files (videos or images, per ``spec.kind``).
+        out_dir: output folder.
+        spec: windows, transform and output settings.
+        runtime: rank and device (default: this process on the encoder's device); each rank takes every
+            world_size-th file.
+        encoder_info: what identifies the encoder, for the manifest.
+    """
+    from vjepa.data.decode import VideoReader
+    from vjepa.data.errors import VideoDecodeError
+
+    device = next(encoder.parameters()).device
+    runtime = runtime or Runtime(device)
+    out_dir = Path(out_dir)
+    names = output_names(files)
+    mine = list(range(runtime.rank, len(files), runtime.world_size))
+    report = ExtractReport()
+    items: list[_Item] = []
+    windows_of: dict[int, int] = {}
+    frame_indices: dict[int, np.ndarray] = {}  # [W, T] per video
+    for f in mine:
+        if spec.kind == "image":
+            items.append(_Item(f, 0, None))
+            windows_of[f] = 1
+            continue
+        try:
+            with VideoReader(files[f]) as reader:
+                n = reader.num_frames
+        except VideoDecodeError as err:
+            report.failed[files[f]] = str(err)
+            continue
+        w = window_indices(n, spec)
+        windows_of[f] = len(w)
+        frame_indices[f] = w
+        items += [_Item(f, k, w[k]) for k in range(len(w))]
+    loader = DataLoader(
+        _Windows(files, items, spec),
+        batch_size=spec.batch_size,
+        collate_fn=_collate,
+        num_workers=spec.num_workers,
+    )
+    pending: dict[int, list[Tensor | None]] = {}
+    for batch in _progress(loader, runtime, len(items)):
+        good = [(item, clip) for item, clip, _ in batch if clip is not None]
+        for item, clip, reason in batch:
+            if clip is None:
+                report.failed[files[item.file]] = reason
+        feats: list[Tensor] = []
+        if good:
+            clips = torch.stack([c for _, c in good]).to(device)  # [b, 3, T, S, S]
+            with torch.no_grad(), autocast(spec.precision, device):
+                tokens = encoder(clips)  # [b, N, D]
+            tokens = tokens.float()
+            feats = list((tokens.mean(dim=1) if spec.pooled else tokens).cpu())
+        for (item, _), feat in zip(good, feats, strict=True):
+            pending.setdefault(item.file, [None] * windows_of[item.file])[item.window] = feat
+        for f in sorted(pending):
+            parts = pending[f]
+            if files[f] in report.failed:
+                del pending[f]
+            elif all(p is not None for p in parts):
+                feats_f = torch.stack(parts)  # type: ignore[arg-type]
+                report.written += _write(out_dir, names[f], feats_f, frame_indices.get(f), spec)
+                del pending[f]
+    report.manifest = _write_manifest(
+        out_dir, files, names, spec, encoder, encoder_info or {}, report, runtime
+    )
+    return report
+
+
+def _write(
+    out_dir: Path, name: str, feats: Tensor, indices: np.ndarray | None, spec: ExtractSpec
+) -> list[str]:
+    """Write one input's features ``[W, ...]`` (images: the window axis dropped)."""
+    from safetensors.torch import save_file
+
+    if spec.kind == "image":
+        feats = feats[0]  # [N, D] or [D]
+    tensors = {"features": feats.contiguous()}
+    if indices is not None:
+        tensors["frame_indices"] = torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64))  # [W, T]
+    if spec.format == "safetensors":
+        path = out_dir / f"{name}.safetensors"
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+        return [str(path.relative_to(out_dir))]
+    written = []
+    for key, value in tensors.items():
+        path = out_dir / (f"{name}.npy" if key == "features" else f"{name}.frames.npy")
+        atomic_write(path, functools.partial(_save_npy, value.numpy()))
+        written.append(str(path.relative_to(out_dir)))
+    return written
+
+
+def _save_npy(array: np.ndarray, path: Path) -> None:
+    with open(path, "wb") as fh:  # a file object: np.save would append ".npy" to a path
+        np.save(fh, array)
+
+
+def _write_manifest(
+    out_dir: Path,
+    files: Sequence[str],
+    names: Sequence[str],
+    spec: ExtractSpec,
+    encoder: VideoEncoder,
+    encoder_info: dict,
+    report: ExtractReport,
+    runtime: Runtime,
+) -> Path:
+    written, failed = report.written, report.failed
+    if runtime.distributed:
+        gathered: list = [None] * runtime.world_size
+        dist.all_gather_object(gathered, (written, failed))
+        written = sorted(w for ws, _ in gathered for w in ws)
+        failed = {k: v for _, fs in gathered for k, v in fs.items()}
+    path = out_dir / "manifest.json"
+    if runtime.is_main:
+        grid = encoder.grid_for(
+            torch.empty(1, 3, spec.frames, spec.resolution, spec.resolution, device="meta")
+        )
+        c = encoder.config
+        shape = "[D]" if spec.pooled else "[N, D]"
+        manifest = {
+            "format": "vjepa-features",
+            "version": 1,
+            "encoder": {
+                **encoder_info,
+                "embed_dim": c.embed_dim,
+                "patch_size": c.patch_size,
+                "tubelet_size": c.tubelet_size,
+            },
+            "spec": asdict(spec),
+            "token_grid": {
+                "time": grid.depth,
+                "height": grid.height,
+                "width": grid.width,
+                "tokens": grid.num_tokens,
+            },
+            "token_order": "time-major, then row, then column: n = t * H' * W' + h * W' + w",
+            "features_shape": shape if spec.kind == "image" else f"[W, {shape[1:]}",
+            "inputs": {f: n for f, n in zip(files, names, strict=True)},
+            "written": written,
+            "failed": failed,
+        }
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
+    return path
+
+
+def _progress(loader: DataLoader, runtime: Runtime, total_items: int) -> Iterator:
+    if not runtime.is_main:
+        return iter(loader)
+    from tqdm import tqdm
+
+    return iter(
+        tqdm(loader, total=math.ceil(total_items / loader.batch_size), desc="extracting", unit="batch")
+    )
+
+
+def run_extract(
+    inputs: Sequence[str],
+    out_dir: str,
+    *,
+    checkpoint: str,
+    which: EncoderKey,
+    spec: ExtractSpec,
+    num_heads: int | None = None,
+    device: str = "auto",
+) -> ExtractReport:
+    """``vjepa extract``: load the chosen encoder of ``checkpoint`` and extract ``inputs`` into ``out_dir``."""
+    runtime = setup(device)
+    try:
+        return _run_extract(inputs, out_dir, checkpoint, which, spec, num_heads, runtime)
+    finally:
+        teardown()
+
+
+def _run_extract(
+    inputs: Sequence[str],
+    out_dir: str,
+    checkpoint: str,
+    which: EncoderKey,
+    spec: ExtractSpec,
+    num_heads: int | None,
+    runtime: Runtime,
+) -> ExtractReport:
+    files = list_inputs(inputs, spec.kind)
+    encoder = load_pretrained(checkpoint, num_heads=num_heads).encoder(which)
+    encoder.eval().requires_grad_(False).to(runtime.device)
+    info = {"checkpoint": checkpoint, "which": which, "fingerprint": encoder_fingerprint(encoder)}
+    log(runtime, f"extracting {len(files)} {spec.kind} file(s) with the {which} of {checkpoint} -> {out_dir}")
+    report = extract_features(encoder, files, out_dir, spec, runtime=runtime, encoder_info=info)
+    log(runtime, f"wrote {len(report.written)} file(s) and {report.manifest}; {len(report.failed)} failed")
+    for path, reason in report.failed.items():
+        log(runtime, f"  failed: {path}: {reason}")
+    return report

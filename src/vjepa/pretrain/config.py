@@ -1,0 +1,367 @@
+"""The typed config of a pretraining run: one dataclass per concern, YAML only serializes them.
+
+``load_pretrain_config("vitl16", ["optimization.lr=1e-3"])`` reads a shipped recipe (by name) or a YAML
+file, applies ``--set`` overrides and checks every key and value (see :mod:`vjepa.config`). The defaults of
+every field are the paper's values (official ``configs/pretrain/vitl16.yaml``), so a recipe only lists what
+it changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from vjepa.config import ConfigError, load_config
+from vjepa.masks.multiblock import PAPER_SETTINGS, MultiBlockSetting
+
+DataSource = Literal["synthetic", "csv"]
+MaskKindName = Literal["multiblock", "random_tube", "causal"]
+TruncationName = Literal["official", "random"]
+TargetKind = Literal["features", "pixels"]
+PrecisionName = Literal["fp32", "bf16"]
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+MetricsFormat = Literal["jsonl", "csv"]
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and what they look like.
+
+    Args:
+        source: ``csv`` reads the ``datasets`` CSV indexes (``<path> <label>`` lines); ``synthetic`` renders
+            the built-in procedural motion videos in memory (no files, for CPU recipes and tests).
+        datasets: CSV index paths (``csv`` source), mixed into one stream.
+        dataset_weights: one sampling weight per dataset; None weights every video equally.
+        batch_size: clips per rank per micro-step; the global batch is
+            ``batch_size * accumulation_steps * world_size``.
+        num_frames: frames per clip.
+        frame_step: source frames between consecutive clip frames.
+        crop_size: side of the square crop in pixels.
+        random_resize_scale: range of the random crop's area fraction.
+        random_resize_aspect_ratio: range of the random crop's aspect ratio (log-uniform).
+        horizontal_flip: flip all frames of a clip with probability 0.5.
+        num_workers: DataLoader worker processes (0 = in the training process).
+        max_short_side: shrink frames while decoding so the short side is at most this (None: full size).
+        synthetic_videos: number of videos of the ``synthetic`` source.
+        synthetic_size: frame side in pixels of the ``synthetic`` videos.
+        synthetic_frames: frames per ``synthetic`` video.
+    """
+
+    source: DataSource = "csv"
+    datasets: list[str] = field(default_factory=list)
+    dataset_weights: list[float] | None = None
+    batch_size: int = 24
+    num_frames: int = 16
+    frame_step: int = 4
+    crop_size: int = 224
+    random_resize_scale: tuple[float, float] = (0.3, 1.0)
+    random_resize_aspect_ratio: tuple[float, float] = (0.75, 1.35)
+    horizontal_flip: bool = True
+    num_workers: int = 8
+    max_short_side: int | None = None
+    synthetic_videos: int = 256
+    synthetic_size: int = 64
+    synthetic_frames: int = 16
+
+    def __post_init__(self) -> None:
+        _positive(self, "batch_size", "num_frames", "frame_step", "crop_size", "synthetic_videos")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.dataset_weights is not None and len(self.dataset_weights) != len(self.datasets):
+            raise ValueError(
+                f"dataset_weights has {len(self.dataset_weights)} entries for {len(self.datasets)} datasets"
+            )
+
+
+def _paper_blocks() -> list[MultiBlockSetting]:
+    return list(PAPER_SETTINGS)
+
+
+@dataclass
+class MasksConfig:
+    """Which tokens the context encoder sees and which the predictor predicts.
+
+    Args:
+        kind: ``multiblock`` (the paper), ``random_tube`` or ``causal`` (ablations).
+        multiblock: the settings of ``multiblock`` (:class:`vjepa.masks.MultiBlockSetting` fields; default:
+            the paper's short- and long-range ones).
+        random_tube_ratios: masking ratios of ``random_tube``, one mask setting each.
+        causal_context_fractions: context fractions of ``causal``, one mask setting each.
+        truncation: ``official`` keeps each sample's lowest indices when cutting to the batch minimum (the
+            official collator); ``random`` keeps a random subset of the same size.
+    """
+
+    kind: MaskKindName = "multiblock"
+    multiblock: list[MultiBlockSetting] = field(default_factory=_paper_blocks)
+    random_tube_ratios: list[float] = field(default_factory=lambda: [0.9])
+    causal_context_fractions: list[float] = field(default_factory=lambda: [0.5])
+    truncation: TruncationName = "official"
+
+    @property
+    def num_settings(self) -> int:
+        if self.kind == "multiblock":
+            return len(self.multiblock)
+        return len(self.random_tube_ratios if self.kind == "random_tube" else self.causal_context_fractions)
+
+    def __post_init__(self) -> None:
+        if self.num_settings < 1:
+            raise ValueError(f"kind {self.kind!r} needs at least one mask setting")
+
+
+@dataclass
+class ModelConfig:
+    """The encoder and predictor architectures.
+
+    Args:
+        name: encoder size (``vit_tiny`` .. ``vit_gigantic``; see ``vjepa models``).
+        patch_size: spatial patch side (None: the size's default, 16).
+        tubelet_size: frames per tubelet.
+        uniform_power: position-table layout (True in every released model).
+        pred_depth: predictor blocks.
+        pred_embed_dim: predictor width.
+        pred_num_heads: predictor heads (None: the encoder's, as the official trainer).
+        zero_init_mask_tokens: mask tokens start at zero.
+    """
+
+    name: str = "vit_large"
+    patch_size: int | None = None
+    tubelet_size: int = 2
+    uniform_power: bool = True
+    pred_depth: int = 12
+    pred_embed_dim: int = 384
+    pred_num_heads: int | None = None
+    zero_init_mask_tokens: bool = True
+
+    def __post_init__(self) -> None:
+        from vjepa.models.registry import canonical_name
+
+        self.name = canonical_name(self.name)
+        _positive(self, "tubelet_size", "pred_depth", "pred_embed_dim")
+
+
+@dataclass
+class OptimizationConfig:
+    """AdamW, the schedules (pure functions of the step) and the step count.
+
+    Training runs ``int(epochs * ipe)`` optimizer steps; the schedules are sized for
+    ``int(ipe_scale * epochs * ipe)`` steps, so with ``ipe_scale > 1`` they never reach their final values
+    (the paper: 90,000 steps of 112,500-step schedules).
+
+    Args:
+        epochs: virtual epochs (an epoch is ``ipe`` steps, whatever the dataset size).
+        ipe: optimizer steps per epoch.
+        ipe_scale: schedule length factor.
+        warmup: LR warmup, in epochs.
+        start_lr: LR at the start of warmup.
+        lr: peak LR (end of warmup).
+        final_lr: floor of the cosine decay.
+        weight_decay: weight decay at step 0.
+        final_weight_decay: weight decay at the end of the schedule (cosine in between).
+        ema: EMA momentum at the start and the end of the schedule (linear in between).
+        betas: AdamW betas.
+        eps: AdamW epsilon.
+        clip_grad: max gradient norm, applied separately to the encoder and the predictor once the epoch
+            exceeds ``warmup`` (as official); None never clips.
+        accumulation_steps: micro-batches per optimizer step.
+    """
+
+    epochs: int = 300
+    ipe: int = 300
+    ipe_scale: float = 1.25
+    warmup: float = 40.0
+    start_lr: float = 2e-4
+    lr: float = 6.25e-4
+    final_lr: float = 1e-6
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.4
+    ema: tuple[float, float] = (0.998, 1.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    clip_grad: float | None = 10.0
+    accumulation_steps: int = 1
+
+    def __post_init__(self) -> None:
+        _positive(self, "epochs", "ipe", "accumulation_steps")
+        if self.ipe_scale < 1.0:
+            raise ValueError(f"ipe_scale must be >= 1, got {self.ipe_scale}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0 epochs, got {self.warmup}")
+        if not all(0.0 <= m <= 1.0 for m in self.ema):
+            raise ValueError(f"ema momenta must lie in [0, 1], got {list(self.ema)}")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            raise ValueError(f"clip_grad must be positive or null, got {self.clip_grad}")
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps the run makes."""
+        return int(self.epochs * self.ipe)
+
+    @property
+    def schedule_steps(self) -> int:
+        """Length the LR / WD schedules are sized for."""
+        return int(self.ipe_scale * self.epochs * self.ipe)
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.warmup * self.ipe)
+
+
+@dataclass
+class ObjectiveConfig:
+    """What is predicted and how it is scored.
+
+    Args:
+        target: ``features`` (V-JEPA: layer-normed features of the EMA target encoder) or ``pixels`` (the
+            VideoMAE-style baseline: per-patch normalized pixels of the masked tubelets, through a linear head
+            on the predictor; no target encoder).
+        loss_exp: per-element loss ``|p - t|^loss_exp / loss_exp`` (1: the paper's L1).
+    """
+
+    target: TargetKind = "features"
+    loss_exp: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.loss_exp <= 0:
+            raise ValueError(f"loss_exp must be positive, got {self.loss_exp}")
+
+
+@dataclass
+class LoggingConfig:
+    """Watching and saving a run.
+
+    Args:
+        log_every: steps between metric rows (and log lines when there is no progress bar).
+        monitor_every: steps between collapse-monitor evaluations.
+        checkpoint_every: steps between writes of ``checkpoints/latest.pt`` (also written at the end).
+        keep_every: steps between kept periodic checkpoints ``checkpoints/step_XXXXXXX.pt`` (None: none).
+        metrics_format: ``jsonl`` or ``csv`` (``metrics.jsonl`` / ``metrics.csv`` in the run directory).
+        tensorboard: also write TensorBoard events (``tb/``) when the package is installed.
+        progress_bar: a tqdm bar on rank 0 when stderr is a terminal.
+        export: write the final models in vjepa's safetensors format to ``export/`` at the end.
+    """
+
+    log_every: int = 10
+    monitor_every: int = 100
+    checkpoint_every: int = 300
+    keep_every: int | None = None
+    metrics_format: MetricsFormat = "jsonl"
+    tensorboard: bool = True
+    progress_bar: bool = True
+    export: bool = True
+
+    def __post_init__(self) -> None:
+        _positive(self, "log_every", "monitor_every", "checkpoint_every")
+        if self.keep_every is not None and self.keep_every < 1:
+            raise ValueError(f"keep_every must be >= 1 or null, got {self.keep_every}")
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how the run executes.
+
+    Args:
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        precision: ``bf16`` autocast (CUDA and CPU, no GradScaler) or ``fp32``.
+        threads: CPU intra-op threads per process (None: torch's default).
+        seed: run seed (model init, data order, augmentations, masks).
+        activation_checkpointing: recompute block activations in the backward pass (less memory).
+        compile: ``torch.compile`` the encoders and the predictor.
+    """
+
+    device: DeviceChoice = "auto"
+    precision: PrecisionName = "bf16"
+    threads: int | None = None
+    seed: int = 234
+    activation_checkpointing: bool = False
+    compile: bool = False
+
+
+@dataclass
+class PretrainConfig:
+    """A whole pretraining run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    masks: MasksConfig = field(default_factory=MasksConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        if self.optimization.total_steps < 1:
+            raise ValueError("optimization: int(epochs * ipe) must be at least one step")
+
+
+# Keys whose change does not alter the maths of a run, so a resumed run may differ in them.
+RESUMABLE_CHANGES = (
+    "logging.",
+    "runtime.threads",
+    "runtime.compile",
+    "runtime.activation_checkpointing",
+    "runtime.device",
+    "data.num_workers",
+    "data.datasets",
+)
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """The recipes shipped with the package: name -> YAML path."""
+    folder = resources.files("vjepa").joinpath("configs", "pretrain")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith((".yaml", ".yml"))}
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """A YAML path, or the name of a shipped recipe (``vitl16``, ``tiny_cpu``, ...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    recipes = shipped_recipes()
+    if str(name_or_path) in recipes:
+        return recipes[str(name_or_path)]
+    raise ConfigError(
+        f"{name_or_path}: neither a config file nor a shipped recipe; shipped recipes: "
+        f"{', '.join(sorted(recipes))}"
+    )
+
+
+def load_pretrain_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> PretrainConfig:
+    """Load a recipe (file or shipped name) with ``--set`` style overrides, strictly."""
+    return load_config(PretrainConfig, resolve_recipe(name_or_path), overrides)
+
+
+def load_run_config(
+    config: str | None, overrides: Sequence[str], run_dir: str | Path | None, resume: bool
+) -> tuple[PretrainConfig, Path]:
+    """The config and run directory of ``vjepa pretrain [CONFIG] [--set ...] [--run-dir DIR] [--resume]``.
+
+    Without CONFIG, ``--resume`` continues the run in ``--run-dir`` with its saved ``config.yaml``. Without
+    ``--run-dir``, the run directory is ``runs/<recipe name>``.
+
+    Args:
+        config: a YAML path or shipped recipe name, or None.
+        overrides: ``a.b=value`` strings.
+        run_dir: the run directory, or None.
+        resume: continue the run the directory holds.
+    """
+    if config is None:
+        if run_dir is None or not resume:
+            raise ConfigError(
+                "give a CONFIG (a YAML file or a shipped recipe), or --resume with --run-dir DIR"
+            )
+        saved = Path(run_dir) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"{saved}: no such file; {run_dir} holds no run to resume, give a CONFIG")
+        return load_config(PretrainConfig, saved, overrides), Path(run_dir)
+    path = resolve_recipe(config)
+    return load_config(PretrainConfig, path, overrides), Path(run_dir or Path("runs") / path.stem)
+
+
+def _positive(cfg: object, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")

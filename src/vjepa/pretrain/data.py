@@ -1,0 +1,127 @@
+"""The data of a pretraining run: a dataset per ``data.source``, the mask collator, the resumable stream.
+
+The stream is :class:`vjepa.data.loader.DataStream`: rank ``r`` of ``W`` takes positions ``r, r+W, ...`` of
+each epoch's order, every sample is seeded by ``(seed, draw)`` (so ranks have distinct augmentation streams)
+and the masks by ``(seed, first draw of the batch)``; its ``state_dict`` is the data position saved in
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from vjepa.data.datasets import ClipSample, VideoClipDataset
+from vjepa.data.draws import LOAD_STREAM, DrawKey, as_draw_key, draw_rng
+from vjepa.data.index import load_index, mix_indexes
+from vjepa.data.loader import DataStream, make_loader
+from vjepa.data.sampling import ClipSpec, train_clip_indices
+from vjepa.data.synthetic import SyntheticSpec, SyntheticVideos, generate_videos
+from vjepa.data.transforms import CropSpec, train_transform
+from vjepa.grid import TokenGrid
+from vjepa.masks import MaskCollator, make_mask_generators
+from vjepa.masks.base import MaskGenerator
+from vjepa.pretrain.config import DataConfig, MasksConfig, PretrainConfig
+
+
+class SyntheticClipDataset(Dataset):
+    """Training clips of the built-in synthetic videos, rendered in memory (no files, no decoding).
+
+    Sampling and augmentation follow the file datasets: a random window (frame step ``clip.frame_step``),
+    one random resized crop and flip per clip, all drawn from the sample's ``(seed, draw)`` generator.
+
+    Args:
+        videos: the rendered videos.
+        clip: clip shape.
+        crop: augmentation.
+        seed: data seed.
+    """
+
+    def __init__(self, videos: SyntheticVideos, clip: ClipSpec, crop: CropSpec, seed: int) -> None:
+        if clip.num_clips != 1:
+            raise ValueError("SyntheticClipDataset makes one clip per sample")
+        self.videos = videos
+        self.clip_spec = clip
+        self.crop = crop
+        self.seed = seed
+        self.labels = videos.appearance * 4 + videos.motion  # [N] the combined label
+
+    def __len__(self) -> int:
+        return len(self.videos.frames)
+
+    def __getitem__(self, key: DrawKey | int) -> ClipSample:
+        k = as_draw_key(key)
+        rng = draw_rng(self.seed, k.draw, 0, LOAD_STREAM)
+        video = self.videos.frames[k.index]  # [T_video, H, W, 3] uint8
+        indices = train_clip_indices(video.shape[0], self.clip_spec, rng)  # [1, T]
+        clip = train_transform(video[indices[0]], self.crop, rng)[0]  # [3, T, S, S]
+        return ClipSample(
+            clip,
+            int(self.labels[k.index]),
+            k.draw,
+            k.index,
+            f"synthetic/{k.index:06d}",
+            torch.from_numpy(indices),
+        )
+
+
+def build_dataset(data: DataConfig, seed: int) -> Dataset:
+    """The dataset of ``data.source``.
+
+    Args:
+        data: the data section.
+        seed: the run seed (the data seed).
+    """
+    clip = ClipSpec(frames_per_clip=data.num_frames, frame_step=data.frame_step)
+    crop = CropSpec(
+        size=data.crop_size,
+        scale=data.random_resize_scale,
+        aspect=data.random_resize_aspect_ratio,
+        flip=data.horizontal_flip,
+    )
+    if data.source == "synthetic":
+        size = data.synthetic_size
+        object_size = max(4, min(size // 2, round(size * 26 / 64)))  # the default look at any size
+        spec = SyntheticSpec(num_frames=data.synthetic_frames, size=size, object_size=object_size)
+        videos = generate_videos(spec, data.synthetic_videos, seed=seed)
+        return SyntheticClipDataset(videos, clip, crop, seed)
+    if not data.datasets:
+        raise ValueError("data.datasets is empty: list CSV index files, or set data.source=synthetic")
+    indexes = [load_index(path) for path in data.datasets]
+    mixed = mix_indexes(indexes, data.dataset_weights, names=list(data.datasets))
+    return VideoClipDataset(mixed, clip, crop, seed=seed, max_short_side=data.max_short_side)
+
+
+def build_mask_generators(masks: MasksConfig, grid: TokenGrid) -> list[MaskGenerator]:
+    """One generator per mask setting of ``masks``."""
+    if masks.kind == "multiblock":
+        settings: list = list(masks.multiblock)
+    elif masks.kind == "random_tube":
+        settings = list(masks.random_tube_ratios)
+    else:
+        settings = list(masks.causal_context_fractions)
+    return make_mask_generators(masks.kind, grid, settings, masks.truncation)
+
+
+def build_stream(config: PretrainConfig, grid: TokenGrid, pin_memory: bool = False) -> DataStream:
+    """The resumable stream of :class:`vjepa.masks.MaskedBatch` for this rank (the process group, if any,
+    must be initialized first: the sampler reads the rank from it).
+
+    Args:
+        config: the run config.
+        grid: the token grid of the clips.
+        pin_memory: pin batches (CUDA).
+    """
+    seed = config.runtime.seed
+    dataset = build_dataset(config.data, seed)
+    collator = MaskCollator(build_mask_generators(config.masks, grid), seed=seed)
+    return make_loader(
+        dataset,
+        batch_size=config.data.batch_size,
+        collate_fn=collator,
+        seed=seed,
+        num_workers=config.data.num_workers,
+        drop_last=True,
+        pin_memory=pin_memory,
+        persistent_workers=config.data.num_workers > 0,
+    )

@@ -1,0 +1,514 @@
+"""The pretraining loop, written to read like the algorithm.
+
+``pretrain(config, run_dir)`` sets up the run (process group, models, optimizer, data, resume) and calls
+``fit``, which repeats ``train_step`` until ``int(epochs * ipe)`` optimizer steps are done. One step:
+
+1. the step's LR and weight decay from the schedules (pure functions of the step);
+2. for each of ``accumulation_steps`` micro-batches: the objective (target encoder on the full clip,
+   context encoder + predictor per mask setting) under autocast, and ``backward`` of ``loss / accum``
+   (gradients are all-reduced by DDP on the last micro-batch only);
+3. the loss is averaged over ranks; a NaN or infinite loss stops the run before the weights change;
+4. gradient norms of the encoder and of the predictor, each clipped at ``clip_grad`` once the epoch exceeds
+   ``warmup`` (official);
+5. AdamW step, then the EMA update of the target encoder with the step's momentum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from vjepa.checkpoint import save_pretrained
+from vjepa.config import save_config, to_dict
+from vjepa.grid import TokenGrid
+from vjepa.masks import MaskedBatch
+from vjepa.models import build_encoder, build_predictor
+from vjepa.pretrain.config import PretrainConfig
+from vjepa.pretrain.data import build_stream
+from vjepa.pretrain.metrics import MetricsWriter
+from vjepa.pretrain.monitors import CollapseMonitor
+from vjepa.pretrain.objective import JEPAObjective, ObjectiveOutput
+from vjepa.pretrain.optim import build_optimizer, param_groups, set_lr_and_wd
+from vjepa.pretrain.rundir import (
+    RunDir,
+    check_can_start,
+    check_compatible,
+    inspect_run_dir,
+    saved_config,
+)
+from vjepa.pretrain.schedules import Schedules
+from vjepa.pretrain.state import (
+    LATEST,
+    load_training_state,
+    periodic_name,
+    restore_models,
+    save_training_state,
+    set_rng_state,
+)
+from vjepa.runtime import Runtime, autocast, log, seed_everything, setup, teardown
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step reports.
+
+    Args:
+        loss: the loss averaged over micro-batches and ranks.
+        mask_losses: the same per mask setting.
+        lr: the step's learning rate.
+        weight_decay: the step's weight decay.
+        momentum: the EMA momentum applied after the step.
+        grad_norm_encoder: the encoder's gradient norm before clipping.
+        grad_norm_predictor: the predictor's (with the pixel head) gradient norm before clipping.
+        clipped: whether clipping was active.
+        output: the last micro-batch's objective output (for the monitors), detached.
+    """
+
+    loss: float
+    mask_losses: list[float]
+    lr: float
+    weight_decay: float
+    momentum: float
+    grad_norm_encoder: float
+    grad_norm_predictor: float
+    clipped: bool
+    output: ObjectiveOutput
+
+
+@dataclass
+class Trainer:
+    """The objects a step needs.
+
+    Args:
+        objective: the unwrapped objective (encoder, predictor, target encoder, pixel head).
+        model: what is called for the forward: ``objective``, or DDP around it.
+        optimizer: AdamW over the official groups.
+        schedules: LR / WD / momentum as functions of the step.
+        precision: ``fp32`` or ``bf16``.
+        runtime: device and ranks.
+    """
+
+    objective: JEPAObjective
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedules: Schedules
+    precision: str
+    runtime: Runtime
+
+    @property
+    def predictor_parts(self) -> list[nn.Module]:
+        parts: list[nn.Module] = [self.objective.predictor]
+        if self.objective.pixel_head is not None:
+            parts.append(self.objective.pixel_head)
+        return parts
+
+
+@dataclass
+class FitResult:
+    """The outcome of a session.
+
+    Args:
+        run_dir: the run directory.
+        start_step: the step the session started at (0, or the resumed checkpoint's).
+        end_step: optimizer steps completed at the end.
+        last_loss: loss of the last step (NaN when no step ran).
+        checkpoint: the latest checkpoint.
+    """
+
+    run_dir: Path
+    start_step: int
+    end_step: int
+    last_loss: float
+    checkpoint: Path | None
+
+
+# ------------------------------------------------------------------------------------------------- build
+
+
+def build_objective(config: PretrainConfig) -> JEPAObjective:
+    """Encoder, predictor (one mask token per mask setting), target encoder (an exact copy, frozen) or the
+    pixel head, freshly initialized as official pretraining does (every Linear N(0, 0.02), zero bias)."""
+    m, d = config.model, config.data
+    encoder = build_encoder(
+        m.name,
+        num_frames=d.num_frames,
+        img_size=d.crop_size,
+        patch_size=m.patch_size,
+        tubelet_size=m.tubelet_size,
+        uniform_power=m.uniform_power,
+    )
+    predictor = build_predictor(
+        encoder,
+        predictor_embed_dim=m.pred_embed_dim,
+        depth=m.pred_depth,
+        num_heads=m.pred_num_heads,
+        num_mask_tokens=config.masks.num_settings,
+        zero_init_mask_tokens=m.zero_init_mask_tokens,
+    )
+    features = config.objective.target == "features"
+    target_encoder = copy.deepcopy(encoder) if features else None
+    return JEPAObjective(
+        encoder, predictor, target_encoder, config.objective.loss_exp, config.objective.target
+    )
+
+
+def model_parts(objective: JEPAObjective) -> dict[str, nn.Module | None]:
+    """The modules a checkpoint holds, by name."""
+    return {
+        "encoder": objective.encoder,
+        "predictor": objective.predictor,
+        "target_encoder": objective.target_encoder,
+        "pixel_head": objective.pixel_head,
+    }
+
+
+def token_grid(config: PretrainConfig, objective: JEPAObjective) -> TokenGrid:
+    c = objective.encoder.config
+    return TokenGrid.from_clip(
+        config.data.num_frames,
+        config.data.crop_size,
+        config.data.crop_size,
+        tubelet_size=c.tubelet_size,
+        patch_size=c.patch_size,
+    )
+
+
+# -------------------------------------------------------------------------------------------------- step
+
+
+def train_step(trainer: Trainer, micro_batches: Sequence[MaskedBatch], step: int) -> StepResult:
+    """One optimizer step over ``micro_batches`` (already on the device); see the module docstring.
+
+    Args:
+        trainer: models, optimizer, schedules.
+        micro_batches: ``accumulation_steps`` batches of this rank.
+        step: the 0-based step (selects the schedules' values).
+
+    Raises:
+        TrainingDiverged: the loss is NaN or infinite (the weights are left unchanged).
+    """
+    lr = trainer.schedules.lr(step)
+    wd = trainer.schedules.weight_decay(step)
+    momentum = trainer.schedules.momentum(step)
+    set_lr_and_wd(trainer.optimizer, lr, wd)
+
+    n = len(micro_batches)
+    loss_sum: Tensor | None = None
+    out: ObjectiveOutput | None = None
+    for i, batch in enumerate(micro_batches):
+        sync = i == n - 1 or not isinstance(trainer.model, DistributedDataParallel)
+        with contextlib.nullcontext() if sync else trainer.model.no_sync():
+            with autocast(trainer.precision, trainer.runtime.device):  # type: ignore[arg-type]
+                out = trainer.model(batch.clips, batch.masks)
+            (out.loss / n).backward()
+        losses = torch.stack([out.loss.detach().float(), *(x.float() for x in out.mask_losses)])  # [1 + M]
+        loss_sum = losses if loss_sum is None else loss_sum + losses
+    assert loss_sum is not None and out is not None
+    losses = loss_sum / n
+    if trainer.runtime.distributed:
+        dist.all_reduce(losses)
+        losses /= trainer.runtime.world_size
+    values = losses.tolist()
+    if not math.isfinite(values[0]):
+        raise TrainingDiverged(f"step {step}: the loss is {values[0]}")
+
+    clipping = trainer.schedules.clipping(step)
+    max_norm = trainer.schedules.config.clip_grad if clipping else None
+    norm_enc = _grad_norm(trainer.objective.encoder.parameters(), max_norm)
+    norm_pred = _grad_norm((p for part in trainer.predictor_parts for p in part.parameters()), max_norm)
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.objective.update_target(momentum)
+    return StepResult(
+        loss=values[0],
+        mask_losses=values[1:],
+        lr=lr,
+        weight_decay=wd,
+        momentum=momentum,
+        grad_norm_encoder=float(norm_enc),
+        grad_norm_predictor=float(norm_pred),
+        clipped=clipping,
+        output=_detached(out),
+    )
+
+
+def _grad_norm(params: Iterator[nn.Parameter], max_norm: float | None) -> Tensor:
+    """The total gradient norm; with ``max_norm``, also clip to it."""
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return torch.zeros(())
+    if max_norm is None:
+        return torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+    return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+
+
+def _detached(out: ObjectiveOutput) -> ObjectiveOutput:
+    return ObjectiveOutput(
+        loss=out.loss.detach(),
+        mask_losses=out.mask_losses,
+        pred_std=out.pred_std,
+        target_std=out.target_std,
+        predictions=[p.detach() for p in out.predictions],
+        targets=out.targets,
+        pooled_targets=out.pooled_targets,
+    )
+
+
+# -------------------------------------------------------------------------------------------------- run
+
+
+def pretrain(config: PretrainConfig, run_dir: str | Path, *, resume: bool = False) -> FitResult:
+    """Run (or continue) pretraining in ``run_dir``: the function behind ``vjepa pretrain``.
+
+    Under ``torchrun`` every process calls this; it joins the process group, and rank 0 writes the files.
+
+    Args:
+        config: the resolved config.
+        run_dir: the run directory (see :mod:`vjepa.pretrain.rundir` for the rules).
+        resume: continue the run the directory holds (a missing or empty directory starts a new one).
+    """
+    runtime = setup(config.runtime.device, config.runtime.threads)
+    try:
+        return fit(config, Path(run_dir), resume, runtime)
+    finally:
+        teardown()
+
+
+def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -> FitResult:
+    """Set up models, optimizer, data and state, then train to the configured step count."""
+    run = inspect_run_dir(run_dir)
+    check_can_start(run, resume)
+    if run.holds_run:
+        check_compatible(saved_config(run), config, run.config_path)
+    _barrier(runtime)  # every rank has looked at the directory before rank 0 writes into it
+    if runtime.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run.config_path)
+
+    seed_everything(config.runtime.seed)
+    objective = build_objective(config).to(runtime.device)
+    groups = param_groups(objective.encoder, [objective.predictor, objective.pixel_head or nn.Identity()])
+    optimizer = build_optimizer(
+        groups, betas=config.optimization.betas, eps=config.optimization.eps, device=runtime.device
+    )
+    stream = build_stream(config, token_grid(config, objective), pin_memory=runtime.device.type == "cuda")
+
+    start_step = 0
+    if run.checkpoint is not None:
+        state = load_training_state(run.checkpoint)
+        restore_models(state, model_parts(objective), str(run.checkpoint))
+        optimizer.load_state_dict(state["optimizer"])
+        stream.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        start_step = int(state["step"])
+        log(runtime, f"resuming {run_dir} at step {start_step} from {run.checkpoint}")
+
+    if config.runtime.activation_checkpointing:
+        objective.encoder.grad_checkpointing = True
+        objective.predictor.grad_checkpointing = True
+    if config.runtime.compile:
+        for module in (objective.encoder, objective.predictor, objective.target_encoder):
+            if module is not None:
+                module.compile()
+    model: nn.Module = objective
+    if runtime.distributed:
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        model = DistributedDataParallel(objective, device_ids=device_ids, broadcast_buffers=False)
+    trainer = Trainer(
+        objective, model, optimizer, Schedules(config.optimization), config.runtime.precision, runtime
+    )
+    return _train(config, run, trainer, stream, start_step)
+
+
+def _train(config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_step: int) -> FitResult:
+    runtime = trainer.runtime
+    opt, logcfg = config.optimization, config.logging
+    total = opt.total_steps
+    clips_per_step = config.data.batch_size * opt.accumulation_steps * runtime.world_size
+    metrics = (
+        MetricsWriter(run.path, logcfg.metrics_format, logcfg.tensorboard, start_step)
+        if runtime.is_main
+        else None
+    )
+    bar = _progress_bar(total, start_step, enabled=runtime.is_main and logcfg.progress_bar)
+    monitor = CollapseMonitor()
+    latest = run.checkpoint
+    batches = stream.batches()
+    step, result = start_step, None
+    window_start, window_steps = time.perf_counter(), 0
+    trainer.objective.train()
+    try:
+        while step < total:
+            micro = [
+                next(batches).to(runtime.device, non_blocking=True) for _ in range(opt.accumulation_steps)
+            ]
+            try:
+                result = train_step(trainer, micro, step)
+            except TrainingDiverged as err:
+                where = (
+                    f"{latest} (resumes at step {_checkpoint_step(latest)})"
+                    if latest
+                    else "none was written yet"
+                )
+                raise TrainingDiverged(f"{err}; the run stopped. The last good checkpoint: {where}") from None
+            monitor.observe(result.output.pooled_targets)
+            window_steps += 1
+            elapsed = time.perf_counter() - window_start
+            clips_per_s = clips_per_step * window_steps / max(elapsed, 1e-9)
+            row = _metrics_row(result, step, opt.ipe, clips_per_s, elapsed / window_steps)
+            if step % logcfg.monitor_every == 0:
+                stats = monitor.evaluate(result.output.targets, result.output.predictions)
+                row.update(stats.as_metrics())
+                for warning in stats.warnings:
+                    _message(runtime, bar, f"WARNING step {step}: {warning}")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", clips_s=f"{clips_per_s:.1f}"
+                )
+            if step % logcfg.log_every == 0 or step == total - 1:
+                if metrics is not None:
+                    metrics.write(step, row)
+                if bar is None:
+                    eta = (total - step - 1) * elapsed / window_steps
+                    log(
+                        runtime,
+                        f"step {step}/{total} loss {result.loss:.4f} lr {result.lr:.3e} "
+                        f"clips/s {clips_per_s:.1f} eta {_hms(eta)}",
+                    )
+                window_start, window_steps = time.perf_counter(), 0
+            step += 1
+            if step % logcfg.checkpoint_every == 0 or step == total:
+                latest = run.checkpoint_dir / LATEST
+                _save(config, trainer, stream, step, result.loss, latest)
+            if logcfg.keep_every is not None and step % logcfg.keep_every == 0:
+                _save(config, trainer, stream, step, result.loss, run.checkpoint_dir / periodic_name(step))
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics is not None:
+            metrics.close()
+    if logcfg.export and runtime.is_main and step > start_step:
+        _export(config, trainer.objective, run.path / "export", step)
+    last = result.loss if result is not None else float("nan")
+    log(runtime, f"done: {step} steps in {run.path} (last loss {last:.4f})")
+    return FitResult(run.path, start_step, step, last, latest)
+
+
+def _metrics_row(result: StepResult, step: int, ipe: int, clips_per_s: float, step_time: float) -> dict:
+    row = {
+        "epoch": step // ipe,
+        "loss": result.loss,
+        **{f"loss_mask{i}": v for i, v in enumerate(result.mask_losses)},
+        "lr": result.lr,
+        "weight_decay": result.weight_decay,
+        "momentum": result.momentum,
+        "grad_norm_encoder": result.grad_norm_encoder,
+        "grad_norm_predictor": result.grad_norm_predictor,
+        "pred_std": float(sum(result.output.pred_std) / len(result.output.pred_std)),
+        "target_std": float(sum(result.output.target_std) / len(result.output.target_std)),
+        "clips_per_s": clips_per_s,
+        "step_time_s": step_time,
+    }
+    return row
+
+
+def _save(config: PretrainConfig, trainer: Trainer, stream, step: int, loss: float, path: Path) -> None:
+    """Write a checkpoint from rank 0; first check that every rank holds the same weights."""
+    if trainer.runtime.distributed:
+        check_ranks_in_sync(trainer.objective, trainer.runtime, step)
+    if trainer.runtime.is_main:
+        save_training_state(
+            path,
+            step=step,
+            models=model_parts(trainer.objective),
+            optimizer=trainer.optimizer,
+            data_state=stream.state_dict(),
+            config=to_dict(config),
+            world_size=trainer.runtime.world_size,
+            loss=loss,
+        )
+    _barrier(trainer.runtime)
+
+
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer of ``module`` (in state-dict order), bit for bit."""
+    digest = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_ranks_in_sync(objective: JEPAObjective, runtime: Runtime, step: int) -> None:
+    """Compare the weight digests of all ranks; a difference (a DDP desync) stops the run on every rank."""
+    mine = weights_digest(objective)
+    digests: list[str | None] = [None] * runtime.world_size
+    dist.all_gather_object(digests, mine)
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"step {step}: the ranks' weights differ (digests {digests}); DDP is out of sync")
+    log(runtime, f"step {step}: weights identical on {runtime.world_size} ranks (sha256 {mine[:16]})")
+
+
+def _export(config: PretrainConfig, objective: JEPAObjective, out_dir: Path, step: int) -> None:
+    models = {"encoder": objective.encoder, "predictor": objective.predictor}
+    if objective.target_encoder is not None:
+        models["target_encoder"] = objective.target_encoder
+    save_pretrained(
+        out_dir,
+        models,
+        objective.encoder.config,
+        objective.predictor.config,
+        meta={"steps": step, "target": config.objective.target, "model": config.model.name},
+    )
+
+
+def _checkpoint_step(path: Path) -> int | str:
+    try:
+        return int(load_training_state(path)["step"])
+    except (ValueError, KeyError):
+        return "?"
+
+
+def _barrier(runtime: Runtime) -> None:
+    if runtime.distributed:
+        dist.barrier()
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    """A tqdm bar on an interactive terminal; None otherwise (then log lines are printed instead)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def _message(runtime: Runtime, bar, text: str) -> None:
+    if not runtime.is_main:
+        return
+    if bar is not None:
+        bar.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

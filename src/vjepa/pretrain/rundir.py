@@ -1,0 +1,121 @@
+"""The run directory: what it holds, and whether a run may start or resume in it.
+
+Layout::
+
+    config.yaml           the resolved config (written at the start of every session)
+    metrics.jsonl|csv     one row per logged step
+    checkpoints/          latest.pt, and step_XXXXXXX.pt when logging.keep_every is set
+    tb/                   TensorBoard events (when installed)
+    export/               the final models in vjepa's safetensors format
+
+Rules: a missing or empty directory starts a new run (with or without ``--resume``, so one command line
+serves both the first start and every requeue of a preemptible job). A directory that holds a run is
+continued with ``--resume`` and otherwise refused; a non-empty directory without a run is always refused.
+Nothing is ever overwritten silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vjepa.config import ConfigError, read_yaml, to_dict
+from vjepa.pretrain.config import RESUMABLE_CHANGES, PretrainConfig
+from vjepa.pretrain.state import LATEST
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """What a run directory holds.
+
+    Args:
+        path: the directory.
+        holds_run: it has a ``config.yaml`` written by vjepa.
+        checkpoint: ``checkpoints/latest.pt`` if present.
+    """
+
+    path: Path
+    holds_run: bool
+    checkpoint: Path | None
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+
+def inspect_run_dir(path: str | Path) -> RunDir:
+    """Look at ``path`` without changing anything."""
+    path = Path(path)
+    latest = path / CHECKPOINT_DIR / LATEST
+    return RunDir(path, (path / CONFIG_FILE).is_file(), latest if latest.is_file() else None)
+
+
+def check_can_start(run: RunDir, resume: bool) -> None:
+    """Refuse what the rules above forbid.
+
+    Args:
+        run: from :func:`inspect_run_dir`.
+        resume: ``--resume`` was given.
+    """
+    if run.holds_run and not resume:
+        where = f"a checkpoint {run.checkpoint}" if run.checkpoint else "no checkpoint yet"
+        raise RunDirError(
+            f"{run.path} already holds a run ({CONFIG_FILE}, {where}); pass --resume to continue it, or choose "
+            f"another --run-dir. Nothing was overwritten."
+        )
+    if not run.holds_run and run.path.exists():
+        if not run.path.is_dir():
+            raise RunDirError(f"{run.path} exists and is not a directory")
+        if any(run.path.iterdir()):
+            raise RunDirError(
+                f"{run.path} is not empty but holds no vjepa run (no {CONFIG_FILE}); choose an empty or new "
+                f"--run-dir"
+            )
+
+
+def saved_config(run: RunDir) -> dict[str, Any]:
+    """The config a run directory was started with (plain dict)."""
+    return read_yaml(run.config_path)
+
+
+def check_compatible(saved: dict[str, Any], config: PretrainConfig, source: Path) -> None:
+    """A resumed run may change only keys that leave the maths unchanged (:data:`RESUMABLE_CHANGES`).
+
+    Args:
+        saved: the run directory's config.
+        config: the config of this session.
+        source: the saved config's file (for the message).
+    """
+    old, new = _flatten(saved), _flatten(to_dict(config))
+    changed = sorted(
+        k for k in set(old) | set(new) if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)
+    )
+    if changed:
+        listing = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ConfigError(
+            f"{source}: cannot resume with a different config; changed key(s): {listing}. Only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change on resume."
+        )
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(data, tuple):
+        data = list(data)
+    return {prefix: data}

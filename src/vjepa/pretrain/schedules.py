@@ -1,0 +1,103 @@
+"""LR, weight-decay and EMA-momentum schedules: pure functions of the 0-based optimizer step.
+
+They reproduce the official schedulers exactly, including their offsets: the official LR and WD schedulers
+are stepped at the START of each iteration with a counter incremented first, so iteration ``k`` uses
+counter ``s = k + 1``; the EMA momentum generator yields its first value to iteration 0, so iteration ``k``
+uses ``m_k``. Resuming at step ``k`` therefore needs nothing but ``k``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vjepa.pretrain.config import OptimizationConfig
+
+
+def warmup_cosine_lr(
+    step: int, *, start_lr: float, ref_lr: float, final_lr: float, warmup_steps: int, total_steps: int
+) -> float:
+    """The LR of iteration ``step``: linear warmup from ``start_lr`` to ``ref_lr``, then cosine to ``final_lr``.
+
+    Args:
+        step: 0-based iteration (the official counter is ``step + 1``).
+        start_lr: LR at counter 0.
+        ref_lr: LR at the end of warmup.
+        final_lr: floor of the cosine phase.
+        warmup_steps: ``int(warmup_epochs * ipe)``.
+        total_steps: ``int(ipe_scale * epochs * ipe)``; the cosine phase lasts ``total_steps - warmup_steps``.
+    """
+    s = step + 1
+    if s < warmup_steps:
+        return start_lr + (s / max(1, warmup_steps)) * (ref_lr - start_lr)
+    progress = (s - warmup_steps) / max(1, total_steps - warmup_steps)
+    return max(final_lr, final_lr + (ref_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def cosine_weight_decay(step: int, *, ref_wd: float, final_wd: float, total_steps: int) -> float:
+    """The weight decay of iteration ``step``: cosine from ``ref_wd`` (counter 0) to ``final_wd``.
+
+    Args:
+        step: 0-based iteration (the official counter is ``step + 1``).
+        ref_wd: value at counter 0.
+        final_wd: value at ``total_steps`` (the paper's WD increases: 0.04 -> 0.4).
+        total_steps: ``int(ipe_scale * epochs * ipe)``.
+    """
+    s = step + 1
+    progress = s / total_steps
+    wd = final_wd + (ref_wd - final_wd) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return max(final_wd, wd) if final_wd <= ref_wd else min(final_wd, wd)
+
+
+def linear_momentum(step: int, *, start: float, end: float, ipe: int, epochs: int, ipe_scale: float) -> float:
+    """The EMA momentum of iteration ``step``: ``start + step * (end - start) / (ipe * epochs * ipe_scale)``.
+
+    Args:
+        step: 0-based iteration (the first iteration uses ``start``).
+        start: momentum at step 0.
+        end: momentum at step ``ipe * epochs * ipe_scale`` (never reached when ``ipe_scale > 1``).
+        ipe: iterations per epoch.
+        epochs: epochs.
+        ipe_scale: schedule length factor (the official denominator is this float product, not truncated).
+    """
+    return start + step * (end - start) / (ipe * epochs * ipe_scale)
+
+
+@dataclass(frozen=True)
+class Schedules:
+    """The three schedules of a run, bound to its optimization config.
+
+    Args:
+        config: the optimization section.
+    """
+
+    config: OptimizationConfig
+
+    def lr(self, step: int) -> float:
+        c = self.config
+        return warmup_cosine_lr(
+            step,
+            start_lr=c.start_lr,
+            ref_lr=c.lr,
+            final_lr=c.final_lr,
+            warmup_steps=c.warmup_steps,
+            total_steps=c.schedule_steps,
+        )
+
+    def weight_decay(self, step: int) -> float:
+        c = self.config
+        return cosine_weight_decay(
+            step, ref_wd=c.weight_decay, final_wd=c.final_weight_decay, total_steps=c.schedule_steps
+        )
+
+    def momentum(self, step: int) -> float:
+        c = self.config
+        return linear_momentum(
+            step, start=c.ema[0], end=c.ema[1], ipe=c.ipe, epochs=c.epochs, ipe_scale=c.ipe_scale
+        )
+
+    def clipping(self, step: int) -> bool:
+        """Whether gradients are clipped at ``step``: the official code clips once the 0-based epoch
+        ``step // ipe`` exceeds ``warmup`` (from step 12,300 in the paper's recipe), if ``clip_grad`` is set."""
+        c = self.config
+        return c.clip_grad is not None and step // c.ipe > c.warmup

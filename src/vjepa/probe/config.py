@@ -1,0 +1,244 @@
+"""The typed config of ``vjepa eval``: frozen encoder, data, readout, optimization, feature cache.
+
+Defaults are the official probe recipe (AdamW, lr 1e-3 cosine to 0 without warmup, weight decay cosine to
+1e-6, grad clip 1.0, 20 epochs). Shipped YAML recipes live in ``vjepa/configs/eval/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vjepa.checkpoint import EncoderKey
+
+Readout = Literal["attentive", "linear", "knn"]
+DataKind = Literal["video", "image"]
+SegmentMode = Literal["concat", "separate"]
+EvalPrecision = Literal["auto", "fp32", "bf16"]
+
+
+def _positive(owner: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(owner, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(owner, name)}")
+
+
+@dataclass
+class EncoderSection:
+    """The frozen encoder.
+
+    Args:
+        checkpoint: an official ``.pth.tar`` or our checkpoint folder; null builds a randomly initialized
+            ``model`` (the "random encoder" baseline), seeded by ``init_seed``.
+        which: ``target_encoder`` (EMA weights; what the paper evaluates) or ``encoder`` (context encoder).
+        num_heads: head count, only for official weights of a size that is not a named one.
+        model: named size for the random baseline (``vit_tiny`` .. ``vit_gigantic``).
+        init_seed: seed of the random baseline.
+    """
+
+    checkpoint: str | None = None
+    which: EncoderKey = "target_encoder"
+    num_heads: int | None = None
+    model: str = "vit_large"
+    init_seed: int = 0
+
+
+@dataclass
+class DataSection:
+    """What the probe sees.
+
+    Args:
+        kind: ``video`` (segments x views per video) or ``image`` (each image repeated ``frames_per_clip``
+            times along time, as the official image evaluation).
+        train: training index: a CSV (``<path> <label>`` lines), a folder of class folders, or a path list.
+        val: validation index, same formats.
+        num_classes: C.
+        frames_per_clip: frames per clip (16 in the paper).
+        frame_step: source frames between clip frames (4 in the paper).
+        num_segments: temporal segments per video (K400 8, SSv2 2); one training clip has this many too.
+        num_views: spatial views per segment at evaluation (3 in the paper; training uses 1).
+        resolution: clip side in pixels.
+        train_augment: random resized crop on training clips (fresh each epoch). Incompatible with the
+            feature cache, which needs each training view to be the same every epoch.
+        crop_scale: crop area range for ``train_augment`` (official probe: 0.08-1.0).
+        crop_aspect: crop aspect range for ``train_augment`` (official probe: 3/4-4/3).
+        num_workers: DataLoader worker processes.
+        max_short_side: shrink frames while decoding to at most this short side (None: full size).
+        class_names: labels for the confusion-matrix plot (optional).
+    """
+
+    train: str = ""
+    val: str = ""
+    num_classes: int = 0
+    kind: DataKind = "video"
+    frames_per_clip: int = 16
+    frame_step: int = 4
+    num_segments: int = 1
+    num_views: int = 1
+    resolution: int = 224
+    train_augment: bool = False
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_aspect: tuple[float, float] = (0.75, 4 / 3)
+    num_workers: int = 0
+    max_short_side: int | None = None
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        _positive(self, ("frames_per_clip", "frame_step", "num_segments", "num_views", "resolution"))
+        if self.kind == "image" and (self.num_segments != 1 or self.num_views != 1):
+            raise ValueError("image data has one segment and one view (num_segments = num_views = 1)")
+        if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names for {self.num_classes} classes")
+
+
+@dataclass
+class ProbeSection:
+    """The readout.
+
+    Args:
+        kind: ``attentive`` (the paper's probe), ``linear`` (average pooling + Linear) or ``knn``.
+        segments: ``concat`` joins the tokens of all segments of a view (official attend_across_segments);
+            ``separate`` classifies each (segment, view) on its own and averages.
+        num_heads: attentive-probe heads (null: the encoder's, as the official evals).
+        knn_k: neighbours (knn only).
+        knn_temperature: vote temperature (knn only).
+    """
+
+    kind: Readout = "attentive"
+    segments: SegmentMode = "concat"
+    num_heads: int | None = None
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+
+
+@dataclass
+class OptimizationSection:
+    """Probe training (ignored by ``knn``). Every (lr, weight_decay) pair of the grid trains its own probe
+    on the same batches, in one pass over the features.
+
+    Args:
+        epochs: passes over the (subset of the) training set.
+        batch_size: samples per step and per process (also the encoding batch).
+        lr: start learning rates; cosine decay to ``final_lr``, no warmup.
+        weight_decay: start weight decays; cosine to ``final_weight_decay`` (biases and 1-D tensors: none).
+        final_lr: learning rate at the end.
+        final_weight_decay: weight decay at the end (1e-6, fixed in the official code).
+        grad_clip: max gradient norm (null: no clipping).
+    """
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: list[float] = field(default_factory=lambda: [1e-3])
+    weight_decay: list[float] = field(default_factory=lambda: [0.01])
+    final_lr: float = 0.0
+    final_weight_decay: float = 1e-6
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        _positive(self, ("epochs", "batch_size"))
+        if not self.lr or not self.weight_decay:
+            raise ValueError("lr and weight_decay need at least one value each")
+
+
+@dataclass
+class CacheSection:
+    """The feature cache (valid only without train-time augmentation; see docs/evaluation.md).
+
+    Args:
+        dir: cache folder (holds ``train/`` and ``val/``); null computes features on the fly every epoch.
+        dtype: storage dtype of the tokens.
+        overwrite: recompute a cache that was made for other inputs instead of refusing it.
+        max_gb: refuse to write a cache larger than this (tokens of every view of every sample).
+    """
+
+    dir: str | None = None
+    dtype: Literal["float32", "float16"] = "float16"
+    overwrite: bool = False
+    max_gb: float = 200.0
+
+
+@dataclass
+class EvalConfig:
+    """``vjepa eval``.
+
+    Args:
+        encoder: the frozen encoder.
+        data: datasets and clip layout.
+        probe: the readout.
+        optimization: probe training.
+        cache: feature cache.
+        label_fractions: fractions of the training labels to train on (stratified, seeded subsets), e.g.
+            ``[0.01, 0.05, 0.1, 0.5, 1.0]`` for the low-shot table.
+        output_dir: where metrics, plots, probes and the resolved config go (must not hold a finished run).
+        seed: seeds probe init, batch order and label subsets.
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast for encoder and probe).
+        threads: CPU threads (null: torch's default).
+    """
+
+    encoder: EncoderSection = field(default_factory=EncoderSection)
+    data: DataSection = field(default_factory=DataSection)
+    probe: ProbeSection = field(default_factory=ProbeSection)
+    optimization: OptimizationSection = field(default_factory=OptimizationSection)
+    cache: CacheSection = field(default_factory=CacheSection)
+    label_fractions: list[float] = field(default_factory=lambda: [1.0])
+    output_dir: str = "runs/eval"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: EvalPrecision = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.label_fractions or not all(0 < f <= 1 for f in self.label_fractions):
+            raise ValueError(f"label_fractions must be in (0, 1], got {self.label_fractions}")
+        if self.cache.dir is not None and self.data.train_augment:
+            raise ValueError(
+                "cache.dir and data.train_augment exclude each other: cached features are computed once, so "
+                "training views cannot be re-augmented each epoch"
+            )
+
+    def check_runnable(self, source: str) -> None:
+        """The fields a shipped recipe leaves for the user must be set."""
+        from vjepa.config import ConfigError
+
+        for key, value in (("data.train", self.data.train), ("data.val", self.data.val)):
+            if not value:
+                raise ConfigError(f"{source}: {key} is not set (use --set {key}=PATH)")
+        if self.data.num_classes < 1:
+            raise ConfigError(f"{source}: data.num_classes must be >= 1")
+
+
+def shipped_configs() -> list[str]:
+    """Names of the eval recipes shipped in ``vjepa/configs/eval/``."""
+    from importlib.resources import files
+
+    folder = files("vjepa") / "configs" / "eval"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config(name_or_path: str) -> str:
+    """A YAML path as given, or the path of a shipped recipe named ``name_or_path`` (e.g. ``vitl16_k400``)."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    from vjepa.config import ConfigError
+
+    if Path(name_or_path).is_file():
+        return name_or_path
+    shipped = files("vjepa") / "configs" / "eval" / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return str(shipped)
+    raise ConfigError(
+        f"{name_or_path}: no such config file, and no shipped eval recipe of that name "
+        f"(shipped: {', '.join(shipped_configs())})"
+    )
+
+
+def load_eval_config(
+    name_or_path: str, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[EvalConfig, str]:
+    """The strict config of a YAML file or shipped recipe, with ``--set`` overrides; returns it and its path."""
+    from vjepa.config import load_config
+
+    path = resolve_config(name_or_path)
+    return load_config(EvalConfig, path, overrides), path

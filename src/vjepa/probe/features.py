@@ -1,0 +1,275 @@
+"""Frozen features: the encoder's tokens for every view of a sample, computed once and optionally cached.
+
+A video sample is ``num_segments`` temporal segments x ``num_views`` spatial views. As the official
+``attend_across_segments``, all segments of one view are encoded separately and their tokens concatenated
+(time-major order is kept, so this equals concatenating along time): one token set of ``S * N`` tokens per
+view. With ``segments="separate"`` each (segment, view) pair is its own token set instead.
+
+The feature cache is a folder with ``tokens.npy`` ``[M, V', N', D]`` (a memmap: rows are read on demand),
+``labels.npy`` ``[M]``, ``counted.npy`` ``[M]`` and ``manifest.json``. The manifest pins everything the
+features depend on (encoder weights, clip and view layout, dataset, precision); a cache whose manifest
+differs from what the run would compute is refused, and one without a finished manifest is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vjepa.checkpoint import atomic_write
+from vjepa.runtime import Precision, autocast
+
+SegmentMode = Literal["concat", "separate"]
+CacheDtype = Literal["float32", "float16"]
+CACHE_FORMAT = "vjepa-feature-cache"
+CACHE_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+
+class CacheError(ValueError):
+    """A feature cache that does not match the run (stale) or cannot be read; names the folder and keys."""
+
+
+def as_views(clips: Tensor) -> Tensor:
+    """Bring a batch to ``[B, S, V, 3, T, H, W]``: clips ``[B, 3, T, H, W]`` become one segment and one view,
+    ``[B, S, 3, T, H, W]`` (training clips of several segments) one view per segment."""
+    if clips.ndim == 5:
+        return clips[:, None, None]
+    if clips.ndim == 6:
+        return clips[:, :, None]
+    if clips.ndim == 7:
+        return clips
+    raise ValueError(
+        f"expected clips [B, 3, T, H, W], [B, S, 3, T, H, W] or [B, S, V, 3, T, H, W], got {tuple(clips.shape)}"
+    )
+
+
+def encode_views(
+    encoder: nn.Module,
+    clips: Tensor,
+    *,
+    segments: SegmentMode = "concat",
+    precision: Precision = "fp32",
+    chunk: int | None = None,
+) -> Tensor:
+    """Tokens of every view of a batch, with the encoder frozen (no graph is kept).
+
+    Args:
+        encoder: the frozen encoder, ``[b, 3, T, H, W] -> [b, N, D]``.
+        clips: ``[B, S, V, 3, T, H, W]`` (or a shape :func:`as_views` accepts), on the encoder's device.
+        segments: ``concat`` gives ``[B, V, S*N, D]``; ``separate`` gives ``[B, S*V, N, D]``.
+        precision: ``bf16`` runs the encoder under bf16 autocast; the tokens are returned as float32.
+        chunk: encode at most this many clips per forward (None: all ``B*S*V`` in one forward).
+
+    Returns:
+        float32 tokens, one token set per view.
+    """
+    clips = as_views(clips)
+    b, s, v = clips.shape[:3]
+    flat = clips.flatten(0, 2)  # [B*S*V, 3, T, H, W], batch order (sample, segment, view)
+    step = chunk or flat.shape[0]
+    with torch.no_grad(), autocast(precision, flat.device):
+        out = torch.cat([encoder(flat[i : i + step]) for i in range(0, flat.shape[0], step)])  # [B*S*V, N, D]
+    n, d = out.shape[1:]
+    out = out.float().view(b, s, v, n, d)
+    if segments == "concat":
+        return out.transpose(1, 2).reshape(b, v, s * n, d)  # [B, V, S*N, D]
+    if segments == "separate":
+        return out.reshape(b, s * v, n, d)  # [B, S*V, N, D]
+    raise ValueError(f"segments must be 'concat' or 'separate', got {segments!r}")
+
+
+def token_set_shape(
+    num_segments: int, num_views: int, tokens_per_clip: int, segments: SegmentMode
+) -> tuple[int, int]:
+    """``(V', N')``: token sets per sample and tokens per set."""
+    if segments == "concat":
+        return num_views, num_segments * tokens_per_clip
+    return num_segments * num_views, tokens_per_clip
+
+
+# ---------------------------------------------------------------------------------------------- fingerprints
+
+
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """SHA-256 of the encoder's state (names, shapes, dtypes, values): the same weights give the same
+    fingerprint whichever file format they were loaded from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def records_fingerprint(records: Iterable[Any]) -> str:
+    """SHA-256 of an index's (path, label) lines."""
+    digest = hashlib.sha256()
+    for r in records:
+        digest.update(f"{r.path} {r.label}\n".encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- the cache
+
+
+@dataclass
+class FeatureCache:
+    """An opened feature cache.
+
+    Args:
+        root: its folder.
+        tokens: ``[M, V', N', D]`` memmap (read-only once finished).
+        labels: ``[M]`` int64.
+        counted: ``[M]`` bool: False for samples whose file was replaced by another (not scored).
+        manifest: what the features depend on.
+    """
+
+    root: Path
+    tokens: np.ndarray
+    labels: np.ndarray
+    counted: np.ndarray
+    manifest: dict[str, Any]
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def rows(self, index: Sequence[int] | np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+        """``(tokens [B, V', N', D] float32, labels [B], counted [B])`` for the given rows."""
+        idx = np.asarray(index, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")  # sorted reads are sequential on disk
+        tokens = np.empty((len(idx), *self.tokens.shape[1:]), dtype=self.tokens.dtype)
+        tokens[order] = self.tokens[idx[order]]
+        return (
+            torch.from_numpy(tokens).float(),
+            torch.from_numpy(self.labels[idx]),
+            torch.from_numpy(self.counted[idx]),
+        )
+
+
+def manifest_differences(
+    found: Mapping[str, Any], expected: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
+    """Dotted keys whose values differ between two manifests (``pinned`` sections only are compared)."""
+    diffs = []
+    for key in sorted(set(found) | set(expected)):
+        a, b = found.get(key), expected.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs += manifest_differences(a, b, name + ".")
+        elif a != b:
+            diffs.append(f"{name}: cache has {a!r}, this run needs {b!r}")
+    return diffs
+
+
+def open_cache(root: str | Path, pinned: Mapping[str, Any]) -> FeatureCache | None:
+    """Open a finished cache whose pinned manifest equals ``pinned``; None when there is no finished cache.
+
+    Raises:
+        CacheError: the cache is finished but was computed for something else (listed key by key).
+    """
+    root = Path(root)
+    manifest_path = root / MANIFEST_FILE
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CacheError(f"{manifest_path}: not valid JSON ({err}); delete the folder to rebuild") from None
+    if manifest.get("format") != CACHE_FORMAT or manifest.get("version") != CACHE_VERSION:
+        raise CacheError(f"{manifest_path}: not a {CACHE_FORMAT} v{CACHE_VERSION} manifest")
+    diffs = manifest_differences(manifest.get("pinned", {}), _jsonable(pinned))
+    if diffs:
+        raise CacheError(
+            f"{root}: stale feature cache, computed for different inputs: "
+            + "; ".join(diffs)
+            + ". Point cache.dir elsewhere or set cache.overwrite=true to recompute it."
+        )
+    try:
+        tokens = np.load(root / "tokens.npy", mmap_mode="r")
+        labels = np.load(root / "labels.npy")
+        counted = np.load(root / "counted.npy")
+    except (OSError, ValueError) as err:
+        raise CacheError(f"{root}: unreadable cache file ({err}); delete the folder to rebuild") from None
+    if list(tokens.shape) != manifest["shape"] or labels.shape != tokens.shape[:1]:
+        raise CacheError(
+            f"{root}: tokens.npy has shape {tokens.shape}, the manifest says {manifest['shape']}"
+        )
+    return FeatureCache(root, tokens, labels, counted, manifest)
+
+
+class CacheWriter:
+    """Fills a new cache row by row (several ranks may fill disjoint rows of the same files).
+
+    Args:
+        root: the cache folder.
+        shape: ``(M, V', N', D)``.
+        dtype: storage dtype of the tokens.
+        create: True on the one process that creates the files (rank 0); the others open them after it.
+    """
+
+    def __init__(self, root: str | Path, shape: Sequence[int], dtype: CacheDtype, create: bool) -> None:
+        self.root = Path(root)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = dtype
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / MANIFEST_FILE).unlink(missing_ok=True)  # unfinished until the manifest is back
+            np.lib.format.open_memmap(
+                self.root / "tokens.npy", mode="w+", dtype=dtype, shape=self.shape
+            ).flush()
+            for name, dt in (("labels", np.int64), ("counted", np.bool_)):
+                np.lib.format.open_memmap(
+                    self.root / f"{name}.npy", mode="w+", dtype=dt, shape=self.shape[:1]
+                ).flush()
+        self._tokens: np.memmap | None = None
+
+    def open(self) -> None:
+        self._tokens = np.load(self.root / "tokens.npy", mmap_mode="r+")
+        self._labels = np.load(self.root / "labels.npy", mmap_mode="r+")
+        self._counted = np.load(self.root / "counted.npy", mmap_mode="r+")
+
+    def write(self, index: Tensor, tokens: Tensor, labels: Tensor, counted: Tensor) -> None:
+        """Rows ``index [B]`` get ``tokens [B, V', N', D]``, ``labels [B]``, ``counted [B]``."""
+        if self._tokens is None:
+            self.open()
+        if tuple(tokens.shape[1:]) != self.shape[1:]:
+            raise CacheError(
+                f"{self.root}: tokens of shape {tuple(tokens.shape[1:])} per sample, expected {self.shape[1:]}"
+            )
+        idx = index.cpu().numpy()
+        self._tokens[idx] = tokens.detach().cpu().float().numpy().astype(self.dtype)
+        self._labels[idx] = labels.cpu().numpy()
+        self._counted[idx] = counted.cpu().numpy()
+
+    def flush(self) -> None:
+        if self._tokens is not None:
+            for array in (self._tokens, self._labels, self._counted):
+                array.flush()
+
+    def finish(self, pinned: Mapping[str, Any], info: Mapping[str, Any]) -> None:
+        """Write the manifest (only then is the cache valid). Call once, after every rank flushed."""
+        manifest = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "pinned": _jsonable(pinned),
+            "info": _jsonable(info),
+        }
+        atomic_write(
+            self.root / MANIFEST_FILE, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """Round-trip through JSON so tuples and lists compare equal."""
+    return json.loads(json.dumps(value, default=str))

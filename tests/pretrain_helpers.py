@@ -1,0 +1,47 @@
+"""Tiny pretraining configs for the tests: vit_tiny on 8-frame 48x48 synthetic clips (4x3x3 = 36 tokens)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vjepa.config import apply_overrides, from_dict
+from vjepa.pretrain.config import PretrainConfig
+
+TINY = {
+    "data": {
+        "source": "synthetic",
+        "synthetic_videos": 32,
+        "synthetic_size": 48,
+        "synthetic_frames": 8,
+        "batch_size": 4,
+        "num_frames": 8,
+        "frame_step": 1,
+        "crop_size": 48,
+        "num_workers": 0,
+    },
+    "masks": {"kind": "multiblock"},
+    "model": {"name": "vit_tiny", "pred_depth": 2, "pred_embed_dim": 96},
+    "optimization": {
+        "epochs": 4,
+        "ipe": 5,
+        "warmup": 1,
+        "start_lr": 2e-4,
+        "lr": 1e-3,
+        "ema": [0.99, 1.0],
+        "clip_grad": 1.0,
+    },
+    "logging": {
+        "log_every": 1,
+        "monitor_every": 5,
+        "checkpoint_every": 5,
+        "tensorboard": False,
+        "progress_bar": False,
+        "export": False,
+    },
+    "runtime": {"device": "cpu", "precision": "fp32", "threads": 1, "seed": 0},
+}
+
+
+def tiny_config(overrides: Sequence[str] = ()) -> PretrainConfig:
+    """The tiny config with ``a.b=value`` overrides."""
+    return from_dict(PretrainConfig, apply_overrides(TINY, overrides), source="tiny")
