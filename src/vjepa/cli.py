@@ -242,16 +242,80 @@ def _extract(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "demo",
+        help="the paper's claims on a CPU in ~15 minutes: data, pretraining variants, probes, report.md",
+        description="Generate the synthetic dataset, pretrain a tiny V-JEPA encoder and its ablations (pixel "
+        "targets, random-tube masks) at one compute budget, probe them and a random-init encoder on the motion "
+        "and appearance labels, and write a report with figures.",
+    )
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--budget-minutes", type=float, default=15.0, help="wall-time budget (default 15)")
+    p.add_argument("--seeds", type=int, default=3, help="probe seeds per row (default 3)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="pretraining steps per variant (default: from the budget)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tiny data, few steps)")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from vjepa.demo.plan import DemoConfig
+    from vjepa.demo.run import run_demo
+
+    base = DemoConfig.quick(args.out) if args.quick else DemoConfig(out_dir=args.out)
+    cfg = dataclasses.replace(
+        base,
+        budget_minutes=args.budget_minutes if not args.quick else base.budget_minutes,
+        probe_seeds=args.seeds,
+        pretrain_steps=args.steps if args.steps is not None else base.pretrain_steps,
+        threads=args.threads,
+    )
+    run_demo(cfg)
+    return 0
+
+
+def _add_masks(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("masks", help="draw what a pretraining config's masks hide over a video's frames")
+    p.add_argument(
+        "config", nargs="?", default="tiny_cpu", help="pretraining recipe or YAML (default tiny_cpu)"
+    )
+    p.add_argument("--video", default=None, help="any video file (default: a built-in synthetic video)")
+    p.add_argument("--out", default="masks.png", help="PNG to write (default masks.png)")
+    p.add_argument("--gif", action="store_true", help="also write one animated GIF per mask setting")
+    p.add_argument("--seed", type=int, default=0, help="mask seed")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
+    p.set_defaults(func=_masks)
+
+
+def _masks(args: argparse.Namespace) -> int:
+    from vjepa.mask_viz import draw_config_masks
+
+    for path in draw_config_masks(
+        args.config, args.set, args.out, video=args.video, gif=args.gif, seed=args.seed
+    ):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa", description="V-JEPA video encoders: pretrain, evaluate, extract."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
+        _add_demo,
         _add_pretrain,
         _add_eval,
         _add_extract,
         _add_make_data,
+        _add_masks,
         _add_models,
         _add_convert,
         _add_encode,
