@@ -9,44 +9,23 @@ import pytest
 import torch
 
 import vjepa.pretrain.loop as loop
-from pretrain_helpers import tiny_config
+from pretrain_helpers import make_trainer, tiny_config
 from vjepa.checkpoint import load_pretrained
-from vjepa.pretrain.data import build_stream
 from vjepa.pretrain.loop import (
-    Trainer,
     TrainingDiverged,
-    build_objective,
     pretrain,
-    token_grid,
     train_step,
 )
 from vjepa.pretrain.metrics import read_metrics
 from vjepa.pretrain.objective import JEPAObjective
-from vjepa.pretrain.optim import build_optimizer, param_groups
 from vjepa.pretrain.rundir import RunDirError
-from vjepa.pretrain.schedules import Schedules
 from vjepa.pretrain.state import load_training_state
-from vjepa.runtime import Runtime, seed_everything
-
-
-def _trainer(config) -> tuple[Trainer, object]:
-    seed_everything(config.runtime.seed)
-    objective = build_objective(config)
-    groups = param_groups(
-        objective.encoder, [objective.predictor, objective.pixel_head or torch.nn.Identity()]
-    )
-    opt = build_optimizer(groups, betas=(0.9, 0.999), eps=1e-8, device=torch.device("cpu"))
-    runtime = Runtime(torch.device("cpu"))
-    trainer = Trainer(
-        objective, objective, opt, Schedules(config.optimization), config.runtime.precision, runtime
-    )
-    return trainer, build_stream(config, token_grid(config, objective)).batches()
 
 
 def test_loss_falls_and_target_is_the_ema_of_the_encoder():
     torch.set_num_threads(1)
     config = tiny_config(["optimization.epochs=5", "optimization.lr=2e-3"])
-    trainer, batches = _trainer(config)
+    trainer, batches = make_trainer(config)
     obj: JEPAObjective = trainer.objective
     reference = [p.detach().double().clone() for p in obj.target_encoder.parameters()]
     losses = []
@@ -70,7 +49,7 @@ def test_loss_falls_and_target_is_the_ema_of_the_encoder():
 
 def test_clipping_only_after_warmup_and_gradient_norms_reported():
     config = tiny_config(["optimization.warmup=1", "optimization.clip_grad=1e-3"])
-    trainer, batches = _trainer(config)
+    trainer, batches = make_trainer(config)
     ipe = config.optimization.ipe
     results = [train_step(trainer, [next(batches)], s) for s in (0, 2 * ipe)]
     assert not results[0].clipped and results[1].clipped
@@ -81,8 +60,8 @@ def test_accumulation_equals_one_big_batch():
     # Causal masks are the same for every sample, so two micro-batches of 2 see exactly the clips and masks
     # of one batch of 4; the gradients then differ only by summation order.
     base = ["masks.kind=causal", "optimization.epochs=1", "optimization.ipe=2"]
-    big, big_batches = _trainer(tiny_config([*base, "data.batch_size=4"]))
-    small, small_batches = _trainer(
+    big, big_batches = make_trainer(tiny_config([*base, "data.batch_size=4"]))
+    small, small_batches = make_trainer(
         tiny_config([*base, "data.batch_size=2", "optimization.accumulation_steps=2"])
     )
     for step in range(2):
@@ -95,7 +74,7 @@ def test_accumulation_equals_one_big_batch():
 
 def test_pixel_target_trains():
     config = tiny_config(["objective.target=pixels", "optimization.epochs=1"])
-    trainer, batches = _trainer(config)
+    trainer, batches = make_trainer(config)
     losses = [train_step(trainer, [next(batches)], s).loss for s in range(5)]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert trainer.objective.target_encoder is None
