@@ -244,18 +244,18 @@ def main() -> None:
         if device.type == "cuda"
         else platform.processor() or platform.machine()
     )
-    print(f"# device: {device.type} ({name}), threads {torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"# device: {device.type} ({name}), threads {torch.get_num_threads()}, torch {torch.__version__}, "
+          f"load average at start {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"# clips {args.frames}x{args.size}x{args.size}, batch {args.batch}, predictor depth {args.pred_depth} "
           f"width {args.pred_width}, paper multi-block masks (2 settings); median of {args.steps} steps")  # fmt: skip
     for prec, rate in rates.items():
         print(f"# plain matmul {prec}: {rate / 1e12:.3f} TFLOP/s")
+    sys.stdout.flush()
     acs = {"off": [False], "on": [True], "both": [False, True]}[args.activation_checkpointing]
-    print(
-        "| model | precision | act. ckpt | step (s) | GFLOP/step | achieved TFLOP/s | % of matmul | peak mem (GiB) |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    own_flags = ["--one"]
-    base = [a for a in sys.argv[1:] if a not in own_flags]
+    print("| model | precision | act. ckpt | step (s), median | min | GFLOP/step | achieved TFLOP/s | % of matmul | "
+          "peak mem (GiB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    base = sys.argv[1:]
     for model in args.models:
         for prec in args.precision:
             for ac in acs:
@@ -268,8 +268,11 @@ def main() -> None:
                     print(done.stderr, file=sys.stderr)
                 r = json.loads(done.stdout.strip().splitlines()[-1])
                 achieved = r["gflop_per_step"] * 1e9 / r["step_s"]
-                print(f"| {model} | {prec} | {'on' if ac else 'off'} | {r['step_s']:.3f} | {r['gflop_per_step']:.1f} | "
-                      f"{achieved / 1e12:.3f} | {100 * achieved / rates[prec]:.1f} | {r['peak_mem_gib']:.2f} |")  # fmt: skip
+                print(f"| {model} | {prec} | {'on' if ac else 'off'} | {r['step_s']:.3f} | {r['step_s_min']:.3f} | "
+                      f"{r['gflop_per_step']:.1f} | "
+                      f"{achieved / 1e12:.3f} | {100 * achieved / rates[prec]:.1f} | {r['peak_mem_gib']:.2f} |",
+                      flush=True)  # fmt: skip
+    print(f"# load average at end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

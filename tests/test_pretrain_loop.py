@@ -3,7 +3,10 @@ stops the run and keeps the last checkpoint, run directories are never overwritt
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import sys
 
 import pytest
 import torch
@@ -149,8 +152,29 @@ def test_run_dir_is_never_overwritten(tmp_path):
         pretrain(config, tmp_path / "other")
     # Files written: the resolved config, metrics, checkpoint, and the export readable by load_pretrained.
     assert "vit_tiny" in (run / "config.yaml").read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("config.yaml", "checkpoints/latest.pt"):
+        assert (run / written).stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["step"] == 0
     exported = load_pretrained(run / "export")
     assert set(exported.models) == {"encoder", "target_encoder", "predictor"}
     # The training checkpoint is readable as a pretrained checkpoint too (official key layout).
     assert load_pretrained(run / "checkpoints/latest.pt").encoder().config.embed_dim == 192
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_rank_zero_terminals(monkeypatch):
+    assert loop._progress_bar(10, 0, enabled=True) is None  # stderr captured by pytest: not a terminal
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert loop._progress_bar(10, 0, enabled=False) is None  # other ranks, or logging.progress_bar=false
+    bar = loop._progress_bar(10, 3, enabled=True)
+    bar.set_postfix(loss="0.5", lr="1e-3", clips_s="12.0")
+    bar.update(1)
+    bar.close()
+    text = sys.stderr.getvalue()
+    assert "4/10" in text and "loss=0.5" in text and "clips_s=12.0" in text
