@@ -336,3 +336,13 @@ def test_collator_rejects_bad_input() -> None:
         collate([Item(torch.zeros(3, 4, 32, 32), 0, 0), Item(torch.zeros(3, 4, 16, 16), 0, 1)])
     with pytest.raises(ValueError, match="token grid"):
         MaskCollator([CausalMasks(TokenGrid(2, 2, 2)), CausalMasks(TokenGrid(4, 2, 2))], seed=0)
+
+
+def test_random_subsets_are_uniform() -> None:
+    from vjepa.masks.base import _random_offsets
+
+    offsets = _random_offsets(np.array([10] * 20000 + [4]), 3, rng(11))  # [B, 3]
+    assert offsets.shape == (20001, 3) and (np.diff(offsets, axis=1) > 0).all()
+    assert set(offsets[-1].tolist()) <= {0, 1, 2, 3}
+    frequency = np.bincount(offsets[:-1].ravel(), minlength=10) / 20000  # each slot: 3/10
+    assert np.abs(frequency - 0.3).max() < 0.015

@@ -163,11 +163,24 @@ def _keep_k(
             offsets = np.arange(k)[None, :]  # [1, k]: the k lowest members of each row
         else:
             assert rng is not None
-            # A uniformly random k-subset of each row's counts[b] members: the k smallest of
-            # uniform keys, where the slots past a row's count get a key no real member has.
-            keys = rng.random((batch_size, int(counts.max())), dtype=np.float32)  # [B, max count]
-            keys[np.arange(keys.shape[1]) >= counts[:, None]] = 2.0
-            offsets = np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1)  # [B, k]
+            offsets = _random_offsets(counts, k, rng)  # [B, k]
         chosen = flat[starts[:, None] + offsets]  # [B, k]
     rows = np.arange(batch_size, dtype=np.int64)[:, None] * num_tokens  # [B, 1]
     return (chosen - rows).astype(np.int64, copy=False)
+
+
+def _random_offsets(counts: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random k-subset of ``range(counts[b])`` for each row b, ascending: ``[B, k]``.
+
+    The subset is the k smallest of i.i.d. uniform keys; slots past a row's count get a key above
+    every real one.
+    """
+    batch_size, width = counts.shape[0], int(counts.max())
+    keys = rng.random((batch_size, width))  # [B, width] float64
+    keys[np.arange(width) >= counts[:, None]] = 2.0
+    threshold = np.partition(keys, k - 1, axis=1)[:, k - 1 : k]  # [B, 1], each row's k-th smallest key
+    chosen = keys <= threshold  # [B, width]: exactly k per row unless keys tie (p ~ 1e-13)
+    if int(chosen.sum()) == batch_size * k:
+        rows = np.arange(batch_size)[:, None] * width  # [B, 1]
+        return np.flatnonzero(chosen).reshape(batch_size, k) - rows
+    return np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1)
