@@ -106,3 +106,9 @@ def test_read_image(tmp_path: Path) -> None:
     assert np.array_equal(read_image(str(tmp_path / "im.png")), image[0])
     with pytest.raises(VideoDecodeError, match="missing"):
         read_image(str(tmp_path / "none.png"))
+
+
+def test_container_with_almost_no_data(tmp_path: Path) -> None:
+    path, _ = lying_video(tmp_path, keep_fraction=0.02)
+    with pytest.raises(VideoDecodeError):
+        VideoReader(str(path)).read(np.arange(16))

@@ -12,6 +12,7 @@ from vjepa.data.index import (
     IndexFormatError,
     VideoRecord,
     load_index,
+    load_mixed_index,
     mix_indexes,
     read_csv_index,
     read_folder_index,
@@ -72,6 +73,16 @@ def test_mixing_weights_change_draw_frequency() -> None:
     # plain concatenation: frequency follows the record counts
     plain = mix_indexes([small, large])
     assert plain.uniform and np.allclose(plain.weights, 0.01)
+
+
+def test_load_mixed_index_reads_every_format(tmp_path: Path) -> None:
+    csv = tmp_path / "a.csv"
+    csv.write_text("/x/1.mp4 1\n/x/2.mp4 2\n", encoding="utf-8")
+    listing = tmp_path / "b.txt"
+    listing.write_text("/y/1.mp4\n", encoding="utf-8")
+    mixed = load_mixed_index([csv, listing], weights=[1, 3])
+    assert [r.path for r in mixed.records] == ["/x/1.mp4", "/x/2.mp4", "/y/1.mp4"]
+    assert np.allclose(mixed.weights, [0.125, 0.125, 0.75]) and mixed.sources == (str(csv), str(listing))
 
 
 def test_mixing_rejects_bad_weights() -> None:

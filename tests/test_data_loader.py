@@ -141,3 +141,18 @@ def test_worker_global_rngs_differ_per_worker_and_rank() -> None:
     np.random.set_state(np_state)
     random.setstate(py_state)
     assert len(values) == 4
+
+
+def test_rank_and_world_size_come_from_the_process_group(tmp_path) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        sampler = DrawSampler(10, seed=0)
+        assert (sampler.rank, sampler.world_size) == (0, 1)
+        assert (
+            DrawSampler(10, rank=1, world_size=2).rank,
+            DrawSampler(10, rank=1, world_size=2).world_size,
+        ) == (1, 2)
+    finally:
+        dist.destroy_process_group()

@@ -14,6 +14,7 @@ from vjepa.data.transforms import (
     EvalViewSpec,
     crop_resize,
     eval_views,
+    max_useful_short_side,
     normalize,
     random_resized_crop_box,
     train_transform,
@@ -77,6 +78,11 @@ def test_crop_resize_matches_bilinear_interpolation_of_the_crop() -> None:
     ref = torch.from_numpy(frames[:, 5:25, 7:37]).permute(0, 3, 1, 2).float()
     ref = torch.nn.functional.interpolate(ref, size=(16, 16), mode="bilinear", align_corners=False)
     assert torch.equal(out, ref)
+
+
+def test_max_useful_short_side() -> None:
+    assert max_useful_short_side(CropSpec()) == 409
+    assert max_useful_short_side(CropSpec(size=64, scale=(1.0, 1.0))) == 64
 
 
 def test_normalization_is_imagenet() -> None:

@@ -1,0 +1,13 @@
+"""Data layer: video files in, augmented clips out.
+
+Modules (import from them directly; this package imports nothing so that importing it stays cheap):
+
+- `index`: CSV / class-folder / path-list indexes, `mix_indexes` with frequency weights.
+- `decode`: the only module that uses PyAV: `VideoReader`, `read_image`, `write_video`.
+- `sampling`: `ClipSpec` and the official clip index rule (pure).
+- `transforms`: `CropSpec`, `EvalViewSpec`, random resized crop / flip / normalization, evaluation views.
+- `datasets`: `VideoClipDataset`, `EvalVideoDataset`, `ImageDataset`, samples and `collate_samples`.
+- `synthetic`: the built-in procedural motion/appearance dataset.
+- `loader`: `DrawSampler`, `DataStream`, `make_loader` (workers, ranks, resume, failure accounting).
+- `draws`, `errors`: draw keys and per-draw seeding; bad-file errors, policy and tracker.
+"""

@@ -8,7 +8,7 @@ returned on the sample (`skipped`) so the loader can count them in the main proc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,8 +151,14 @@ class _RobustDataset(Dataset):
         """Return (clip tensor, frame indices) or raise `VideoDecodeError`."""
         raise NotImplementedError
 
-    def _resolve(self, key: DrawKey | int):
-        """Load the draw's record or its replacements; returns (clip, frame_indices, index, skipped)."""
+    def _resolve(
+        self, key: DrawKey | int
+    ) -> tuple[DrawKey, torch.Tensor, torch.Tensor, int, tuple[SkippedVideo, ...]]:
+        """Load the draw's record, or replacements while it fails.
+
+        Returns:
+            (the key, clip tensor, frame indices, index of the record loaded, failed attempts).
+        """
         k = as_draw_key(key)
         index = k.index
         skipped: list[SkippedVideo] = []
@@ -172,7 +178,7 @@ class _RobustDataset(Dataset):
 
 
 def _read_clips(
-    reader: VideoReader, spec: ClipSpec, min_frames: int, sample_indices
+    reader: VideoReader, min_frames: int, sample_indices: Callable[[int], np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample indices for the container's frame count and decode them; if the container over-states its
     frame count, re-sample once for the frames that really decode.
@@ -256,7 +262,7 @@ class VideoClipDataset(_RobustDataset):
                     rng=rng,
                 )
 
-            frames, indices = _read_clips(reader, self.clip_spec, self.min_frames, sample)
+            frames, indices = _read_clips(reader, self.min_frames, sample)
         clips = torch.stack([train_transform(f, self.crop, rng)[0] for f in frames])  # [C, 3, T, S, S]
         if self.clip_spec.num_clips == 1:
             clips = clips[0]  # [3, T, S, S]
@@ -311,7 +317,7 @@ class EvalVideoDataset(_RobustDataset):
                     n, self.clip_spec, fps=reader.fps, random_window=False, allow_overlap=True
                 )
 
-            frames, indices = _read_clips(reader, self.clip_spec, self.min_frames, sample)
+            frames, indices = _read_clips(reader, self.min_frames, sample)
         clips = torch.stack([eval_views(f, self.views) for f in frames])  # [C, V, 3, T, S, S]
         return clips, torch.from_numpy(indices)
 

@@ -1,13 +1,15 @@
 """Video and image decoding with PyAV. The only module of the package that imports `av`.
 
 `VideoReader` opens a file, reads its frame count and rate from the container, and decodes only the frames
-a clip needs: it seeks to the key frame before the first needed frame, decodes forward, converts to RGB only
-the frames it keeps, and stops after the last one. Every PyAV/IO failure is turned into `VideoDecodeError`
+a clip needs: it seeks to the key frame before the first needed frame, decodes forward (skipping
+non-reference frames until shortly before the clip), converts to RGB (optionally shrunk) only the frames it
+keeps, and stops after the last one. Every PyAV/IO failure is turned into `VideoDecodeError`
 with the path, so callers catch one error type.
 
 Frame numbering: the index of a decoded frame is ``round((pts - start_time) * time_base * fps)`` with the
 stream's average rate, which equals the decode-order index for constant-frame-rate video (and is the only
-numbering that survives a seek). Streams without timestamps are numbered in decode order and never seeked.
+numbering that survives a seek). Frames without timestamps are numbered in decode order from the start of
+the stream (a seek that meets one is abandoned for a decode from the start).
 
 Frame count: the container's ``nb_frames``; else ``duration * fps``; else the packets are counted. When the
 container claims more frames than can be decoded (truncated files, lying headers), `read` raises
@@ -33,6 +35,9 @@ MIN_FILE_BYTES = 64
 # Seek only when the first needed frame is at least this far from the start: decoding a few frames from the
 # start is cheaper than a seek (and avoids seek quirks at the beginning of streams).
 SEEK_THRESHOLD_FRAMES = 16
+# After a seek, non-reference frames are skipped until this many frames before the first needed one (more
+# than any B-frame reordering delay, so no needed frame is skipped; if one were, `read` falls back).
+PREROLL_MARGIN = 24
 _DECODE_ERRORS = (av.error.FFmpegError, OSError)
 
 
@@ -193,12 +198,11 @@ class VideoReader:
             self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
         self._used = True
 
-    def _decoded(self) -> Iterator[tuple[int, av.VideoFrame]]:
-        """(index, frame) from the current read position to the end of the stream. A decode error ends the
-        stream like the end of the file would (truncated or damaged tail); it is kept in `_tail_error`."""
-        self._tail_error: Exception | None = None
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """Frames from the current read position to the end of the stream. A decode error ends the stream
+        like the end of the file would (truncated or damaged tail); it is kept in `_tail_error`."""
+        self._tail_error = None
         frames = self._container.decode(self._stream)
-        sequential = 0
         while True:
             try:
                 frame = next(frames)
@@ -207,32 +211,50 @@ class VideoReader:
             except _DECODE_ERRORS as e:
                 self._tail_error = e
                 return
-            idx = self._frame_index(frame)
-            yield (sequential if idx is None else idx), frame
-            sequential += 1
+            yield frame
 
     def _decode_range(
         self, wanted: set[int], first: int, last: int, seek: bool
     ) -> tuple[dict[int, np.ndarray], int]:
         """Decode from a seek point (or the start) up to frame `last`, converting only the wanted frames.
 
+        After a seek, the frames before ``first - PREROLL_MARGIN`` are decoded with non-reference frames
+        skipped (nothing depends on them); a frame without a timestamp aborts (the caller then decodes from
+        the start, where decode order numbers the frames).
+
         Returns:
             (frames by index, index of the first decoded frame or -1 when none decoded).
         """
         found: dict[int, np.ndarray] = {}
         first_seen = -1
+        codec = self._stream.codec_context
+        skipping = False
         if seek:
             self._used = True
             self._seek(first)
+            skipping = first > PREROLL_MARGIN
         else:
             self._rewind()
-        for idx, frame in self._decoded():
-            if first_seen < 0:
-                first_seen = idx
-            if idx in wanted and idx not in found:
-                found[idx] = self._to_rgb(frame)
-            if idx >= last:
-                break
+        try:
+            if skipping:
+                codec.skip_frame = "NONREF"
+            for sequential, frame in enumerate(self._decoded()):
+                idx = self._frame_index(frame)
+                if idx is None:
+                    if seek:
+                        return {}, -1
+                    idx = sequential
+                if first_seen < 0:
+                    first_seen = idx
+                if skipping and idx >= first - PREROLL_MARGIN:
+                    codec.skip_frame = "DEFAULT"
+                    skipping = False
+                if idx in wanted and idx not in found:
+                    found[idx] = self._to_rgb(frame)
+                if idx >= last:
+                    break
+        finally:
+            codec.skip_frame = "DEFAULT"
         return found, first_seen
 
     def read(self, indices: np.ndarray | list[int]) -> np.ndarray:
@@ -293,7 +315,7 @@ class VideoReader:
         """
         try:
             self._rewind()
-            frames = [self._to_rgb(f) for _, f in self._decoded()]
+            frames = [self._to_rgb(f) for f in self._decoded()]
         except _DECODE_ERRORS as e:
             raise VideoDecodeError(self.path, f"corrupt stream: {e}") from None
         if not frames:

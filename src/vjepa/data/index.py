@@ -216,3 +216,18 @@ def mix_indexes(
 def _resolve(path: str, base: Path) -> str:
     p = Path(path)
     return str(p if p.is_absolute() else base / p)
+
+
+def load_mixed_index(
+    sources: Sequence[str | os.PathLike],
+    weights: Sequence[float] | None = None,
+    extensions: Sequence[str] = VIDEO_EXTENSIONS,
+) -> MixedIndex:
+    """Read several indexes (any format) and mix them (the config's dataset list and its weights).
+
+    Args:
+        sources: index files or folders.
+        weights: one per source (how often each is drawn), or None to weight every record equally.
+        extensions: for folder sources, which files to keep.
+    """
+    return mix_indexes([load_index(s, extensions) for s in sources], weights, names=[str(s) for s in sources])

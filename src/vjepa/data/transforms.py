@@ -45,6 +45,17 @@ class CropSpec:
             raise ValueError(f"aspect must satisfy 0 < lo <= hi, got {self.aspect}")
 
 
+def max_useful_short_side(spec: CropSpec) -> int:
+    """The largest source short side that still matters for `spec`: a square crop of the smallest area
+    fraction has S pixels per side at this size, so shrinking larger sources to it during decoding never
+    makes the resize upsample (for aspect-1 crops). 224 and scale 0.3 give 409.
+
+    Args:
+        spec: the training crop.
+    """
+    return math.ceil(spec.size / math.sqrt(spec.scale[0]))
+
+
 @dataclass(frozen=True)
 class EvalViewSpec:
     """Evaluation views of a clip.
