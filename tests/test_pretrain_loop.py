@@ -14,6 +14,7 @@ import torch
 import vjepa.pretrain.loop as loop
 from pretrain_helpers import make_trainer, tiny_config
 from vjepa.checkpoint import load_pretrained
+from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from vjepa.pretrain.loop import (
     TrainingDiverged,
     pretrain,
@@ -178,3 +179,24 @@ def test_progress_bar_only_on_rank_zero_terminals(monkeypatch):
     bar.close()
     text = sys.stderr.getvalue()
     assert "4/10" in text and "loss=0.5" in text and "clips_s=12.0" in text
+
+
+def test_csv_videos_with_loader_workers(tmp_path):
+    files = write_synthetic_dataset(
+        tmp_path / "videos", num_train=8, num_val=1, spec=SyntheticSpec(num_frames=8, size=48, object_size=16)
+    )
+    config = tiny_config(
+        [
+            "data.source=csv",
+            f"data.datasets=[{files.csvs['train']}]",
+            "data.num_workers=2",
+            "data.max_short_side=auto",
+            "optimization.epochs=1",
+            "optimization.ipe=3",
+        ]
+    )
+    result = pretrain(config, tmp_path / "run")
+    assert result.end_step == 3 and result.last_loss > 0
+    assert (
+        load_training_state(tmp_path / "run/checkpoints/latest.pt")["data"]["batches_done"] == 1
+    )  # 8 // 4 = 2
