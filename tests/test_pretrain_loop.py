@@ -200,3 +200,16 @@ def test_csv_videos_with_loader_workers(tmp_path):
     assert (
         load_training_state(tmp_path / "run/checkpoints/latest.pt")["data"]["batches_done"] == 1
     )  # 8 // 4 = 2
+
+
+def test_activation_checkpointing_changes_nothing_but_memory():
+    config = tiny_config(["optimization.epochs=1"])
+    plain, batches = make_trainer(config)
+    recomputed, _ = make_trainer(config)
+    recomputed.objective.encoder.grad_checkpointing = True
+    recomputed.objective.predictor.grad_checkpointing = True
+    for step in range(2):
+        batch = next(batches)
+        assert train_step(plain, [batch], step).loss == train_step(recomputed, [batch], step).loss
+    for a, b in zip(plain.objective.parameters(), recomputed.objective.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
