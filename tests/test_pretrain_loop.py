@@ -3,50 +3,33 @@ stops the run and keeps the last checkpoint, run directories are never overwritt
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import sys
 
 import pytest
 import torch
 
 import vjepa.pretrain.loop as loop
-from pretrain_helpers import tiny_config
+from pretrain_helpers import make_trainer, tiny_config
 from vjepa.checkpoint import load_pretrained
-from vjepa.pretrain.data import build_stream
+from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from vjepa.pretrain.loop import (
-    Trainer,
     TrainingDiverged,
-    build_objective,
     pretrain,
-    token_grid,
     train_step,
 )
 from vjepa.pretrain.metrics import read_metrics
 from vjepa.pretrain.objective import JEPAObjective
-from vjepa.pretrain.optim import build_optimizer, param_groups
 from vjepa.pretrain.rundir import RunDirError
-from vjepa.pretrain.schedules import Schedules
 from vjepa.pretrain.state import load_training_state
-from vjepa.runtime import Runtime, seed_everything
-
-
-def _trainer(config) -> tuple[Trainer, object]:
-    seed_everything(config.runtime.seed)
-    objective = build_objective(config)
-    groups = param_groups(
-        objective.encoder, [objective.predictor, objective.pixel_head or torch.nn.Identity()]
-    )
-    opt = build_optimizer(groups, betas=(0.9, 0.999), eps=1e-8, device=torch.device("cpu"))
-    runtime = Runtime(torch.device("cpu"))
-    trainer = Trainer(
-        objective, objective, opt, Schedules(config.optimization), config.runtime.precision, runtime
-    )
-    return trainer, build_stream(config, token_grid(config, objective)).batches()
 
 
 def test_loss_falls_and_target_is_the_ema_of_the_encoder():
     torch.set_num_threads(1)
     config = tiny_config(["optimization.epochs=5", "optimization.lr=2e-3"])
-    trainer, batches = _trainer(config)
+    trainer, batches = make_trainer(config)
     obj: JEPAObjective = trainer.objective
     reference = [p.detach().double().clone() for p in obj.target_encoder.parameters()]
     losses = []
@@ -70,7 +53,7 @@ def test_loss_falls_and_target_is_the_ema_of_the_encoder():
 
 def test_clipping_only_after_warmup_and_gradient_norms_reported():
     config = tiny_config(["optimization.warmup=1", "optimization.clip_grad=1e-3"])
-    trainer, batches = _trainer(config)
+    trainer, batches = make_trainer(config)
     ipe = config.optimization.ipe
     results = [train_step(trainer, [next(batches)], s) for s in (0, 2 * ipe)]
     assert not results[0].clipped and results[1].clipped
@@ -81,8 +64,8 @@ def test_accumulation_equals_one_big_batch():
     # Causal masks are the same for every sample, so two micro-batches of 2 see exactly the clips and masks
     # of one batch of 4; the gradients then differ only by summation order.
     base = ["masks.kind=causal", "optimization.epochs=1", "optimization.ipe=2"]
-    big, big_batches = _trainer(tiny_config([*base, "data.batch_size=4"]))
-    small, small_batches = _trainer(
+    big, big_batches = make_trainer(tiny_config([*base, "data.batch_size=4"]))
+    small, small_batches = make_trainer(
         tiny_config([*base, "data.batch_size=2", "optimization.accumulation_steps=2"])
     )
     for step in range(2):
@@ -95,7 +78,7 @@ def test_accumulation_equals_one_big_batch():
 
 def test_pixel_target_trains():
     config = tiny_config(["objective.target=pixels", "optimization.epochs=1"])
-    trainer, batches = _trainer(config)
+    trainer, batches = make_trainer(config)
     losses = [train_step(trainer, [next(batches)], s).loss for s in range(5)]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert trainer.objective.target_encoder is None
@@ -170,8 +153,63 @@ def test_run_dir_is_never_overwritten(tmp_path):
         pretrain(config, tmp_path / "other")
     # Files written: the resolved config, metrics, checkpoint, and the export readable by load_pretrained.
     assert "vit_tiny" in (run / "config.yaml").read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("config.yaml", "checkpoints/latest.pt"):
+        assert (run / written).stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["step"] == 0
     exported = load_pretrained(run / "export")
     assert set(exported.models) == {"encoder", "target_encoder", "predictor"}
     # The training checkpoint is readable as a pretrained checkpoint too (official key layout).
     assert load_pretrained(run / "checkpoints/latest.pt").encoder().config.embed_dim == 192
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_rank_zero_terminals(monkeypatch):
+    assert loop._progress_bar(10, 0, enabled=True) is None  # stderr captured by pytest: not a terminal
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert loop._progress_bar(10, 0, enabled=False) is None  # other ranks, or logging.progress_bar=false
+    bar = loop._progress_bar(10, 3, enabled=True)
+    bar.set_postfix(loss="0.5", lr="1e-3", clips_s="12.0")
+    bar.update(1)
+    bar.close()
+    text = sys.stderr.getvalue()
+    assert "4/10" in text and "loss=0.5" in text and "clips_s=12.0" in text
+
+
+def test_csv_videos_with_loader_workers(tmp_path):
+    files = write_synthetic_dataset(
+        tmp_path / "videos", num_train=8, num_val=1, spec=SyntheticSpec(num_frames=8, size=48, object_size=16)
+    )
+    config = tiny_config(
+        [
+            "data.source=csv",
+            f"data.datasets=[{files.csvs['train']}]",
+            "data.num_workers=2",
+            "data.max_short_side=auto",
+            "optimization.epochs=1",
+            "optimization.ipe=3",
+        ]
+    )
+    result = pretrain(config, tmp_path / "run")
+    assert result.end_step == 3 and result.last_loss > 0
+    assert (
+        load_training_state(tmp_path / "run/checkpoints/latest.pt")["data"]["batches_done"] == 1
+    )  # 8 // 4 = 2
+
+
+def test_activation_checkpointing_changes_nothing_but_memory():
+    config = tiny_config(["optimization.epochs=1"])
+    plain, batches = make_trainer(config)
+    recomputed, _ = make_trainer(config)
+    recomputed.objective.encoder.grad_checkpointing = True
+    recomputed.objective.predictor.grad_checkpointing = True
+    for step in range(2):
+        batch = next(batches)
+        assert train_step(plain, [batch], step).loss == train_step(recomputed, [batch], step).loss
+    for a, b in zip(plain.objective.parameters(), recomputed.objective.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -39,6 +39,19 @@ def _merge_heads(x: Tensor) -> Tensor:  # [B, heads, N, dh] -> [B, N, heads*dh]
     return x.transpose(1, 2).reshape(b, n, h * dh)
 
 
+def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``F.scaled_dot_product_attention`` (no mask, default scale): ``[B, heads, N, dh]`` -> same shape.
+
+    On CPU under bf16 autocast it runs in fp32 and returns bf16: PyTorch's CPU attention kernels are 1.3-3.5x
+    faster in fp32 than in bf16 at ViT head sizes (and more accurate). Every other case, fp32 included, calls
+    SDPA unchanged.
+    """
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention`` (no mask, default scale).
 
@@ -60,7 +73,7 @@ class Attention(nn.Module):
         b, n, d = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B, heads, N, dh]
-        return self.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        return self.proj(_merge_heads(attention(q, k, v)))
 
 
 class Block(nn.Module):
@@ -114,7 +127,7 @@ class CrossAttention(nn.Module):
         q = _split_heads(self.q(queries), self.num_heads)  # [B, heads, Q, dh]
         kv = self.kv(x).view(b, n, 2, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         k, v = kv.unbind(0)  # each [B, heads, N, dh]
-        return _merge_heads(F.scaled_dot_product_attention(q, k, v))
+        return _merge_heads(attention(q, k, v))
 
 
 class CrossAttentionBlock(nn.Module):

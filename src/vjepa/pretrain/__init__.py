@@ -1,0 +1,27 @@
+"""V-JEPA pretraining: the objective, the schedules, the loop and its checkpoints.
+
+from vjepa.pretrain import load_pretrain_config, pretrain
+config = load_pretrain_config("tiny_cpu", ["optimization.epochs=2"])
+pretrain(config, "runs/tiny")                 # or resume=True to continue the run in that directory
+"""
+
+from vjepa.pretrain.config import PretrainConfig, load_pretrain_config, load_run_config, shipped_recipes
+from vjepa.pretrain.loop import FitResult, StepResult, Trainer, TrainingDiverged, pretrain, train_step
+from vjepa.pretrain.objective import JEPAObjective, ObjectiveOutput
+from vjepa.pretrain.schedules import Schedules
+
+__all__ = [
+    "FitResult",
+    "JEPAObjective",
+    "ObjectiveOutput",
+    "PretrainConfig",
+    "Schedules",
+    "StepResult",
+    "Trainer",
+    "TrainingDiverged",
+    "load_pretrain_config",
+    "load_run_config",
+    "pretrain",
+    "shipped_recipes",
+    "train_step",
+]

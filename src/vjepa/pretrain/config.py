@@ -44,7 +44,9 @@ class DataConfig:
         random_resize_aspect_ratio: range of the random crop's aspect ratio (log-uniform).
         horizontal_flip: flip all frames of a clip with probability 0.5.
         num_workers: DataLoader worker processes (0 = in the training process).
-        max_short_side: shrink frames while decoding so the short side is at most this (None: full size).
+        max_short_side: shrink frames while decoding so the short side is at most this; ``auto``: the largest
+            size that still matters for the crop (``crop_size / sqrt(min scale)``, 409 for 224); None: full size
+            (official).
         synthetic_videos: number of videos of the ``synthetic`` source.
         synthetic_size: frame side in pixels of the ``synthetic`` videos.
         synthetic_frames: frames per ``synthetic`` video.
@@ -61,7 +63,7 @@ class DataConfig:
     random_resize_aspect_ratio: tuple[float, float] = (0.75, 1.35)
     horizontal_flip: bool = True
     num_workers: int = 8
-    max_short_side: int | None = None
+    max_short_side: int | Literal["auto"] | None = None
     synthetic_videos: int = 256
     synthetic_size: int = 64
     synthetic_frames: int = 16

@@ -13,11 +13,11 @@ from torch.utils.data import Dataset
 
 from vjepa.data.datasets import ClipSample, VideoClipDataset
 from vjepa.data.draws import LOAD_STREAM, DrawKey, as_draw_key, draw_rng
-from vjepa.data.index import load_index, mix_indexes
+from vjepa.data.index import load_mixed_index
 from vjepa.data.loader import DataStream, make_loader
 from vjepa.data.sampling import ClipSpec, train_clip_indices
 from vjepa.data.synthetic import SyntheticSpec, SyntheticVideos, generate_videos
-from vjepa.data.transforms import CropSpec, train_transform
+from vjepa.data.transforms import CropSpec, max_useful_short_side, train_transform
 from vjepa.grid import TokenGrid
 from vjepa.masks import MaskCollator, make_mask_generators
 from vjepa.masks.base import MaskGenerator
@@ -87,9 +87,9 @@ def build_dataset(data: DataConfig, seed: int) -> Dataset:
         return SyntheticClipDataset(videos, clip, crop, seed)
     if not data.datasets:
         raise ValueError("data.datasets is empty: list CSV index files, or set data.source=synthetic")
-    indexes = [load_index(path) for path in data.datasets]
-    mixed = mix_indexes(indexes, data.dataset_weights, names=list(data.datasets))
-    return VideoClipDataset(mixed, clip, crop, seed=seed, max_short_side=data.max_short_side)
+    index = load_mixed_index(data.datasets, data.dataset_weights)
+    shrink = max_useful_short_side(crop) if data.max_short_side == "auto" else data.max_short_side
+    return VideoClipDataset(index, clip, crop, seed=seed, max_short_side=shrink)
 
 
 def build_mask_generators(masks: MasksConfig, grid: TokenGrid) -> list[MaskGenerator]:

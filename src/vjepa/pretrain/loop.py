@@ -57,7 +57,7 @@ from vjepa.pretrain.state import (
     save_training_state,
     set_rng_state,
 )
-from vjepa.runtime import Runtime, autocast, log, seed_everything, setup, teardown
+from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup, teardown
 
 
 class TrainingDiverged(RuntimeError):
@@ -108,7 +108,7 @@ class Trainer:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     schedules: Schedules
-    precision: str
+    precision: Precision
     runtime: Runtime
 
     @property
@@ -214,7 +214,7 @@ def train_step(trainer: Trainer, micro_batches: Sequence[MaskedBatch], step: int
     for i, batch in enumerate(micro_batches):
         sync = i == n - 1 or not isinstance(trainer.model, DistributedDataParallel)
         with contextlib.nullcontext() if sync else trainer.model.no_sync():
-            with autocast(trainer.precision, trainer.runtime.device):  # type: ignore[arg-type]
+            with autocast(trainer.precision, trainer.runtime.device):
                 out = trainer.model(batch.clips, batch.masks)
             (out.loss / n).backward()
         losses = torch.stack([out.loss.detach().float(), *(x.float() for x in out.mask_losses)])  # [1 + M]
@@ -372,7 +372,8 @@ def _train(config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_
             elapsed = time.perf_counter() - window_start
             clips_per_s = clips_per_step * window_steps / max(elapsed, 1e-9)
             row = _metrics_row(result, step, opt.ipe, clips_per_s, elapsed / window_steps)
-            if step % logcfg.monitor_every == 0:
+            monitored = step % logcfg.monitor_every == 0
+            if monitored:
                 stats = monitor.evaluate(result.output.targets, result.output.predictions)
                 row.update(stats.as_metrics())
                 for warning in stats.warnings:
@@ -382,7 +383,7 @@ def _train(config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_
                 bar.set_postfix(
                     loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", clips_s=f"{clips_per_s:.1f}"
                 )
-            if step % logcfg.log_every == 0 or step == total - 1:
+            if monitored or step % logcfg.log_every == 0 or step == total - 1:
                 if metrics is not None:
                     metrics.write(step, row)
                 if bar is None:

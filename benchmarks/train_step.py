@@ -1,0 +1,280 @@
+"""Time one full V-JEPA training step and compare its FLOP rate with a plain matmul's on the same device.
+
+A step is exactly what ``vjepa.pretrain.loop.train_step`` does: the target encoder on the full clips, the
+context encoder and the predictor forward and backward for every mask setting (the paper's two multi-block
+settings), gradient clipping of the encoder and the predictor, AdamW, the EMA update.
+
+FLOPs per step are counted from the architecture and the step's actual mask sizes: every matmul of the
+patch embedding, the blocks (qkv, attention scores and values, proj, MLP) and the predictor's in/out
+projections, 2 FLOPs per multiply-add; backward = 2x forward (the patch embedding needs no input gradient:
+1x). LayerNorm, GELU, softmax, AdamW and EMA are not counted (they are a few % of the total), so the
+achieved rate is "model FLOP/s" as in MFU.
+
+Each (model, precision) runs in its own subprocess, so the peak memory (CPU: peak RSS of the process; CUDA:
+``max_memory_allocated``) is that configuration's own.
+
+Examples::
+
+    python benchmarks/train_step.py                                   # vit_tiny 8x112x112, batch 8, CPU, 2 threads
+    python benchmarks/train_step.py --models tiny small base --precision fp32 bf16
+    python benchmarks/train_step.py --device cuda --models large --frames 16 --size 224 --batch 24 \\
+        --pred-depth 12 --pred-width 384 --precision bf16 --activation-checkpointing both
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from vjepa.grid import TokenGrid
+from vjepa.masks import MaskCollator, make_mask_generators
+from vjepa.models.registry import EncoderConfig, PredictorConfig
+from vjepa.pretrain.config import OptimizationConfig
+from vjepa.pretrain.loop import Trainer, train_step
+from vjepa.pretrain.objective import JEPAObjective
+from vjepa.pretrain.optim import build_optimizer, param_groups
+from vjepa.pretrain.schedules import Schedules
+from vjepa.runtime import Runtime, resolve_device
+
+# --------------------------------------------------------------------------------------------- FLOP count
+
+
+def block_flops(tokens: int, width: int, hidden: int) -> int:
+    """Forward matmul FLOPs of one transformer block on ``tokens`` tokens (per sample)."""
+    linear = 2 * tokens * (3 * width * width + width * width + 2 * width * hidden)
+    attention = 2 * 2 * tokens * tokens * width  # q k^T and attn v
+    return linear + attention
+
+
+def encoder_flops(cfg: EncoderConfig, tokens: int) -> int:
+    """Forward FLOPs of the blocks on ``tokens`` tokens (per sample)."""
+    return cfg.depth * block_flops(tokens, cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio))
+
+
+def patch_embed_flops(cfg: EncoderConfig, num_tokens: int) -> int:
+    return 2 * num_tokens * cfg.in_chans * cfg.tubelet_size * cfg.patch_size**2 * cfg.embed_dim
+
+
+def predictor_flops(cfg: PredictorConfig, k_ctx: int, k_tgt: int) -> int:
+    d = cfg.predictor_embed_dim
+    blocks = cfg.depth * block_flops(k_ctx + k_tgt, d, int(d * cfg.mlp_ratio))
+    return 2 * k_ctx * cfg.embed_dim * d + blocks + 2 * k_tgt * d * cfg.embed_dim
+
+
+def step_flops(
+    enc: EncoderConfig, pred: PredictorConfig, batch: int, n: int, masks: list[tuple[int, int]]
+) -> int:
+    """Model FLOPs of one step: target forward, patch embedding (forward + weight gradient), and per mask
+    setting the context encoder and the predictor forward + backward (3x forward).
+
+    Args:
+        enc: encoder architecture.
+        pred: predictor architecture.
+        batch: clips per step.
+        n: tokens per clip.
+        masks: ``(K_ctx, K_tgt)`` per mask setting.
+    """
+    target = encoder_flops(enc, n) + patch_embed_flops(enc, n)
+    context = 2 * patch_embed_flops(enc, n)  # shared by the mask settings; no input gradient
+    for k_ctx, k_tgt in masks:
+        context += 3 * (encoder_flops(enc, k_ctx) + predictor_flops(pred, k_ctx, k_tgt))
+    return batch * (target + context)
+
+
+# ----------------------------------------------------------------------------------------------- matmul
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, seconds: float = 1.5) -> float:
+    """FLOP/s of a plain square matmul (the device's practical peak for this dtype)."""
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+        if device.type == "cuda" and reps % 10:
+            continue
+        _sync(device)
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ------------------------------------------------------------------------------------------------- step
+
+
+@dataclass
+class Setting:
+    model: str
+    precision: str
+    activation_checkpointing: bool
+
+
+def build(args: argparse.Namespace, setting: Setting, device: torch.device):
+    from vjepa.models import build_encoder, build_predictor
+
+    torch.manual_seed(0)
+    encoder = build_encoder(setting.model, num_frames=args.frames, img_size=args.size)
+    predictor = build_predictor(encoder, predictor_embed_dim=args.pred_width, depth=args.pred_depth)
+    import copy
+
+    objective = JEPAObjective(encoder, predictor, copy.deepcopy(encoder)).to(device)
+    encoder.grad_checkpointing = predictor.grad_checkpointing = setting.activation_checkpointing
+    if args.compile:
+        for m in (objective.encoder, objective.predictor, objective.target_encoder):
+            m.compile()
+    opt_cfg = OptimizationConfig(epochs=1, ipe=args.steps + args.warmup, warmup=0.0)  # clipping active
+    optimizer = build_optimizer(
+        param_groups(objective.encoder, [objective.predictor]), betas=(0.9, 0.999), eps=1e-8, device=device
+    )
+    trainer = Trainer(objective, objective, optimizer, Schedules(opt_cfg), setting.precision, Runtime(device))
+    grid = TokenGrid.from_clip(args.frames, args.size, args.size, tubelet_size=2, patch_size=16)
+    collator = MaskCollator(make_mask_generators("multiblock", grid), seed=0)
+    return trainer, collator, grid
+
+
+@dataclass
+class _Sample:
+    clip: torch.Tensor
+    label: int
+    draw: int
+
+
+def run_one(args: argparse.Namespace, setting: Setting) -> dict:
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    trainer, collator, grid = build(args, setting, device)
+    g = torch.Generator().manual_seed(0)
+    pool = []  # a few distinct CPU batches, cycled (mask sizes differ between them)
+    for i in range(3):
+        samples = [
+            _Sample(torch.randn(3, args.frames, args.size, args.size, generator=g), 0, i * args.batch + j)
+            for j in range(args.batch)
+        ]
+        pool.append(collator(samples))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times, flops = [], []
+    for i in range(args.warmup + args.steps):
+        batch = pool[i % len(pool)].to(device)
+        _sync(device)
+        start = time.perf_counter()
+        train_step(trainer, [batch], i)
+        _sync(device)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+            sizes = [(m.context.shape[1], m.target.shape[1]) for m in batch.masks]
+            flops.append(step_flops(trainer.objective.encoder.config, trainer.objective.predictor.config,
+                                    args.batch, grid.num_tokens, sizes))  # fmt: skip
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            train_step(trainer, [batch], args.warmup + args.steps)
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=sort, row_limit=25), file=sys.stderr)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    times.sort()
+    median = times[len(times) // 2]
+    return {
+        "model": setting.model,
+        "precision": setting.precision,
+        "activation_checkpointing": setting.activation_checkpointing,
+        "step_s": median,
+        "step_s_min": times[0],
+        "gflop_per_step": sum(flops) / len(flops) / 1e9,
+        "peak_mem_gib": peak / 2**30,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["tiny"], help="encoder sizes (tiny small base large ...)")
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--activation-checkpointing", choices=["off", "on", "both"], default="off")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--pred-depth", type=int, default=6)
+    p.add_argument("--pred-width", type=int, default=192)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoders and the predictor")
+    p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one setting, print JSON
+    args = p.parse_args()
+
+    if args.one is not None:
+        model, precision, ac = args.one.split(",")
+        print(json.dumps(run_one(args, Setting(model, precision, ac == "1"))))
+        return
+
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    rates = {
+        prec: matmul_rate(device, torch.float32 if prec == "fp32" else torch.bfloat16)
+        for prec in args.precision
+    }
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    print(f"# device: {device.type} ({name}), threads {torch.get_num_threads()}, torch {torch.__version__}, "
+          f"load average at start {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"# clips {args.frames}x{args.size}x{args.size}, batch {args.batch}, predictor depth {args.pred_depth} "
+          f"width {args.pred_width}, paper multi-block masks (2 settings); median of {args.steps} steps")  # fmt: skip
+    for prec, rate in rates.items():
+        print(f"# plain matmul {prec}: {rate / 1e12:.3f} TFLOP/s")
+    sys.stdout.flush()
+    acs = {"off": [False], "on": [True], "both": [False, True]}[args.activation_checkpointing]
+    print("| model | precision | act. ckpt | step (s), median | min | GFLOP/step | achieved TFLOP/s | % of matmul | "
+          "peak mem (GiB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    base = sys.argv[1:]
+    for model in args.models:
+        for prec in args.precision:
+            for ac in acs:
+                cmd = [sys.executable, os.path.abspath(__file__), *base, "--one", f"{model},{prec},{int(ac)}"]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"| {model} | {prec} | {ac} | failed: {done.stderr.strip().splitlines()[-1]} |")
+                    continue
+                if args.profile:
+                    print(done.stderr, file=sys.stderr)
+                r = json.loads(done.stdout.strip().splitlines()[-1])
+                achieved = r["gflop_per_step"] * 1e9 / r["step_s"]
+                print(f"| {model} | {prec} | {'on' if ac else 'off'} | {r['step_s']:.3f} | {r['step_s_min']:.3f} | "
+                      f"{r['gflop_per_step']:.1f} | "
+                      f"{achieved / 1e12:.3f} | {100 * achieved / rates[prec]:.1f} | {r['peak_mem_gib']:.2f} |",
+                      flush=True)  # fmt: skip
+    print(f"# load average at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
