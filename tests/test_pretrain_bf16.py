@@ -45,3 +45,13 @@ def test_bf16_run_follows_the_fp32_loss_curve():
         curves[precision] = [train_step(trainer, [next(batches)], s).loss for s in range(10)]
     for a, b in zip(curves["fp32"], curves["bf16"], strict=True):
         assert abs(a - b) < 0.02 * a, curves
+
+
+def test_patch_embedding_matmul_path_drops_remainders_like_the_convolution():
+    embed = PatchEmbed3D(3, 8, patch_size=4, tubelet_size=2)
+    x = torch.randn(1, 3, 5, 10, 9)  # remainders along every axis
+    reference = embed(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = embed(x)
+    assert fast.shape == reference.shape == (1, 2 * 2 * 2, 8)
+    torch.testing.assert_close(fast.float(), reference, atol=0.05, rtol=0.05)

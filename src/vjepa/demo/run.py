@@ -106,13 +106,15 @@ def pretrain_command(cfg: DemoConfig, variant: Variant, steps: int) -> list[str]
     return args
 
 
-def run_pretrain(cfg: DemoConfig, variant: Variant, steps: int, run_dir: Path | None = None) -> Path:
+def run_pretrain(
+    cfg: DemoConfig, variant: Variant, steps: int, run_dir: Path | None = None, extra: tuple[str, ...] = ()
+) -> Path:
     """Pretrain one variant; returns its exported checkpoint folder (kept if a finished run left it)."""
     from vjepa.pretrain.config import load_run_config
     from vjepa.pretrain.loop import pretrain
 
     run_dir = run_dir or cfg.root / "pretrain" / variant.key
-    overrides = pretrain_overrides(cfg, steps) + list(variant.overrides or ())
+    overrides = pretrain_overrides(cfg, steps) + list(variant.overrides or ()) + list(extra)
     config, run_dir = load_run_config("tiny_cpu", overrides, run_dir, False)
     export = run_dir / "export"
     if (export / "config.json").is_file():
@@ -131,10 +133,11 @@ def calibrate_steps(cfg: DemoConfig, budget_seconds: float) -> tuple[int, float]
     shutil.rmtree(probe_dir, ignore_errors=True)
     from vjepa.pretrain.metrics import read_metrics
 
-    run_pretrain(cfg, VARIANTS[0], 10 * (CALIBRATION_STEPS + 1), probe_dir)  # ipe = steps/10 -> 4 steps/epoch
+    timed = ("optimization.epochs=1", f"optimization.ipe={CALIBRATION_STEPS + 1}", "optimization.warmup=0")
+    run_pretrain(cfg, VARIANTS[0], CALIBRATION_STEPS + 1, probe_dir, (*timed, "logging.log_every=1"))
     rows = read_metrics(probe_dir / "metrics.jsonl")
-    per_step = [r["step_time_s"] for r in rows if r.get("step", 0) > 0 and "step_time_s" in r]
-    seconds = min(per_step) if per_step else float(rows[-1]["step_time_s"])
+    per_step = sorted(r["step_time_s"] for r in rows if r["step"] > 0)  # step 0 includes warm-up costs
+    seconds = per_step[len(per_step) // 2]
     shutil.rmtree(probe_dir, ignore_errors=True)
     pretrained = sum(1 for v in VARIANTS if v.overrides is not None)
     steps = int(PRETRAIN_SHARE * budget_seconds / (pretrained * seconds))

@@ -33,8 +33,10 @@ class PatchEmbed3D(nn.Module):
         Used on CPU under bf16 autocast, where oneDNN's bf16 Conv3d (forward and backward) is ~7x slower
         than this; elsewhere, fp32 included, the convolution runs unchanged.
         """
-        b, c, t, h, w = x.shape
         kt, kh, kw = self.proj.kernel_size
+        b, c, t, h, w = x.shape
+        x = x[:, :, : t - t % kt, : h - h % kh, : w - w % kw]  # the strided conv drops remainders too
+        b, c, t, h, w = x.shape
         x = x.reshape(b, c, t // kt, kt, h // kh, kh, w // kw, kw)
         x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, (t // kt) * (h // kh) * (w // kw), c * kt * kh * kw)
         return F.linear(x, self.proj.weight.flatten(1), self.proj.bias)  # [B, N, D]
