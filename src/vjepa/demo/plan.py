@@ -29,9 +29,10 @@ class DemoConfig:
         size: frame side in pixels.
         model: encoder size (see ``vjepa models``).
         pred_depth: predictor depth.
-        pred_embed_dim: predictor width.
+        pred_embed_dim: predictor width (narrower than the encoder, as in the paper: 384 for 1024).
         batch_size: pretraining clips per step.
-        lr: pretraining peak learning rate.
+        lr: pretraining peak learning rate (warmup starts at a third of it).
+        ema: target-encoder momentum at the start and end of the schedule (the paper's 0.998 -> 1.0).
         pretrain_steps: steps of each pretraining variant; None sizes them from the budget.
         min_steps: lower bound when sized from the budget.
         probe_epochs: epochs of each probe.
@@ -51,9 +52,10 @@ class DemoConfig:
     size: int = 64
     model: str = "vit_tiny"
     pred_depth: int = 4
-    pred_embed_dim: int = 192
+    pred_embed_dim: int = 96
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 3e-4
+    ema: tuple[float, float] = (0.998, 1.0)
     pretrain_steps: int | None = None
     min_steps: int = 20
     probe_epochs: int = 20

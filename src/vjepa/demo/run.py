@@ -88,6 +88,8 @@ def pretrain_overrides(cfg: DemoConfig, steps: int) -> list[str]:
         f"optimization.ipe={ipe}",
         "optimization.warmup=1",
         f"optimization.lr={cfg.lr}",
+        f"optimization.start_lr={cfg.lr / 3}",
+        f"optimization.ema=[{cfg.ema[0]}, {cfg.ema[1]}]",
         f"logging.log_every={max(1, ipe // 4)}",
         f"logging.monitor_every={max(1, ipe // 2)}",
         f"logging.checkpoint_every={10 * ipe}",
