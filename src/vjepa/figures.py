@@ -23,6 +23,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def token_states(context: np.ndarray, target: np.ndarray, grid: TokenGrid) -> np.ndarray:
     """Per token: CONTEXT (the encoder sees it), TARGET (predicted) or DROPPED (in neither list, which the
     official truncation to the batch minimum produces).
@@ -97,11 +105,7 @@ def plot_masks(
                 ax.set_title(f"t={col * tubelet_size}", fontsize=8)
     fig.suptitle(title or "red: predicted (hidden) tokens; grey: dropped by truncation", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_gif(frames: np.ndarray, path: str | Path, fps: float = 4.0) -> Path:
@@ -138,11 +142,7 @@ def plot_curves(
     if len(series) > 1:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_bars(
@@ -174,11 +174,7 @@ def plot_bars(
     ax.legend(fontsize=7, ncol=2)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def pca_colours(tokens: np.ndarray, grid: TokenGrid) -> np.ndarray:
@@ -226,8 +222,4 @@ def plot_pca(
     axes[0, 0].set_ylabel("frames", fontsize=8)
     fig.suptitle("PCA of patch features (first 3 components as RGB)", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -7,8 +7,37 @@ from dataclasses import asdict, dataclass, fields
 from vjepa.grid import TokenGrid
 
 
+class _GridConfig:
+    """What the encoder and predictor configs share: the grid of their position table, and a strict
+    round trip through plain dicts (the JSON of our checkpoints)."""
+
+    num_frames: int
+    img_size: int
+    patch_size: int
+    tubelet_size: int
+
+    @property
+    def grid(self) -> TokenGrid:
+        """The token grid the position table is laid out on."""
+        return TokenGrid.from_clip(
+            self.num_frames,
+            self.img_size,
+            self.img_size,
+            tubelet_size=self.tubelet_size,
+            patch_size=self.patch_size,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Build from a dict; an unknown key is an error listing the valid ones."""
+        return cls(**_known(cls, data, cls.__name__.removesuffix("Config").lower()))
+
+
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(_GridConfig):
     """The video ViT.
 
     Args:
@@ -49,27 +78,9 @@ class EncoderConfig:
                 f"tubelet_size={self.tubelet_size}, patch_size={self.patch_size}"
             )
 
-    @property
-    def grid(self) -> TokenGrid:
-        """The token grid the position table is laid out on."""
-        return TokenGrid.from_clip(
-            self.num_frames,
-            self.img_size,
-            self.img_size,
-            tubelet_size=self.tubelet_size,
-            patch_size=self.patch_size,
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EncoderConfig:
-        return cls(**_known(cls, data, "encoder"))
-
 
 @dataclass(frozen=True)
-class PredictorConfig:
+class PredictorConfig(_GridConfig):
     """The narrow predictor ViT.
 
     Args:
@@ -105,23 +116,6 @@ class PredictorConfig:
             raise ValueError(
                 f"predictor_embed_dim {self.predictor_embed_dim} is not divisible by num_heads {self.num_heads}"
             )
-
-    @property
-    def grid(self) -> TokenGrid:
-        return TokenGrid.from_clip(
-            self.num_frames,
-            self.img_size,
-            self.img_size,
-            tubelet_size=self.tubelet_size,
-            patch_size=self.patch_size,
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PredictorConfig:
-        return cls(**_known(cls, data, "predictor"))
 
 
 @dataclass(frozen=True)
