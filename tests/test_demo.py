@@ -71,3 +71,16 @@ def test_masks_command_draws_a_config_over_a_video(tmp_path):
     )
     assert out.stat().st_size > 1000
     assert len(list(tmp_path.glob("m_*.gif"))) == 2
+
+
+def test_budget_sizes_pretraining_from_a_timed_calibration_run(tmp_path):
+    import dataclasses
+
+    from vjepa.demo.run import PRETRAIN_SHARE, calibrate_steps, make_data
+
+    cfg = dataclasses.replace(DemoConfig.quick(str(tmp_path / "d")), pretrain_steps=None, min_steps=1)
+    make_data(cfg)
+    steps, seconds = calibrate_steps(cfg, budget_seconds=60.0)
+    assert seconds > 0 and steps >= 1
+    assert steps == max(1, int(PRETRAIN_SHARE * 60.0 / (3 * seconds)))
+    assert not (tmp_path / "d" / "calibration").exists()  # the timing run leaves nothing behind

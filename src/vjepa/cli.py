@@ -251,10 +251,16 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
         "and appearance labels, and write a report with figures.",
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--budget-minutes", type=float, default=15.0, help="wall-time budget (default 15)")
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="wall-time budget: pretraining is sized from a timed calibration run to fit it (default: the fixed "
+        "step count that fits 15 minutes on a 2-core CPU)",
+    )
     p.add_argument("--seeds", type=int, default=3, help="probe seeds per row (default 3)")
     p.add_argument(
-        "--steps", type=int, default=None, help="pretraining steps per variant (default: from the budget)"
+        "--steps", type=int, default=None, help="pretraining steps per variant (overrides the budget)"
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tiny data, few steps)")
@@ -267,14 +273,12 @@ def _demo(args: argparse.Namespace) -> int:
     from vjepa.demo.plan import DemoConfig
     from vjepa.demo.run import run_demo
 
-    base = DemoConfig.quick(args.out) if args.quick else DemoConfig(out_dir=args.out)
-    cfg = dataclasses.replace(
-        base,
-        budget_minutes=args.budget_minutes if not args.quick else base.budget_minutes,
-        probe_seeds=args.seeds,
-        pretrain_steps=args.steps if args.steps is not None else base.pretrain_steps,
-        threads=args.threads,
-    )
+    cfg = DemoConfig.quick(args.out) if args.quick else DemoConfig(out_dir=args.out)
+    if args.budget_minutes is not None:  # size the pretraining from a measured step time instead
+        cfg = dataclasses.replace(cfg, budget_minutes=args.budget_minutes, pretrain_steps=None)
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, pretrain_steps=args.steps)
+    cfg = dataclasses.replace(cfg, probe_seeds=args.seeds, threads=args.threads)
     run_demo(cfg)
     return 0
 

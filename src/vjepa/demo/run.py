@@ -220,7 +220,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     steps, step_seconds = calibrate_steps(cfg, budget - (time.perf_counter() - start))
     log(
         None,
-        f"[2/4] pretraining {len(VARIANTS) - 1} variants x {steps} steps (calibrated {step_seconds:.2f} s/step)",
+        f"[2/4] pretraining {len(VARIANTS) - 1} variants x {steps} steps"
+        + (f" (calibrated at {step_seconds:.2f} s/step)" if cfg.pretrain_steps is None else ""),
     )
     for variant in VARIANTS:
         if variant.overrides is not None:  # the random init needs no run: eval rebuilds it from the seed
