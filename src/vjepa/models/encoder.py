@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from vjepa.grid import TokenGrid
 from vjepa.models import pos_embed
-from vjepa.models.layers import Block, init_weights
+from vjepa.models.layers import Block, init_weights, run_block
 from vjepa.models.patch_embed import PatchEmbed3D
 from vjepa.models.registry import EncoderConfig
 from vjepa.models.tokens import gather_tokens
@@ -105,10 +103,7 @@ class VideoEncoder(nn.Module):
         wanted = self._layer_indices(layers)
         outputs = []
         for i, block in enumerate(self.blocks):
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = run_block(block, x, self.grad_checkpointing)
             if i in wanted:
                 outputs.append(self.norm(x))
         return self.norm(x) if layers is None else outputs

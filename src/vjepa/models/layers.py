@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 class Mlp(nn.Module):
@@ -99,6 +100,14 @@ class Block(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # [B, N, D] -> [B, N, D]
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+def run_block(block: nn.Module, x: Tensor, checkpointed: bool) -> Tensor:
+    """``block(x)``, recomputed in the backward pass instead of stored when ``checkpointed`` and gradients
+    are on (activation checkpointing; no effect under no_grad)."""
+    if checkpointed and torch.is_grad_enabled():
+        return checkpoint(block, x, use_reentrant=False)
+    return block(x)
 
 
 class CrossAttention(nn.Module):

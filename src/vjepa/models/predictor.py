@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from vjepa.grid import TokenGrid
 from vjepa.models import pos_embed
-from vjepa.models.layers import Block, init_weights
+from vjepa.models.layers import Block, init_weights, run_block
 from vjepa.models.registry import PredictorConfig
 from vjepa.models.tokens import gather_tokens
 
@@ -73,9 +72,6 @@ class Predictor(nn.Module):
         queries = token + gather_tokens(positions, target_index)  # [B, K_tgt, d]
         x = torch.cat([x, queries], dim=1)  # [B, K_ctx + K_tgt, d]
         for block in self.predictor_blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = run_block(block, x, self.grad_checkpointing)
         x = self.predictor_norm(x[:, context.shape[1] :])  # [B, K_tgt, d]
         return self.predictor_proj(x)  # [B, K_tgt, D]
