@@ -206,7 +206,7 @@ class _Windows(Dataset):
         try:
             return item, load_clip_frames(self.files[item.file], item.indices, self.spec), ""
         except VideoDecodeError as err:
-            return item, None, str(err)
+            return item, None, err.reason
 
 
 def _collate(batch: list[tuple[_Item, Tensor | None, str]]) -> list[tuple[_Item, Tensor | None, str]]:
@@ -269,7 +269,7 @@ def extract_features(
             with VideoReader(files[f]) as reader:
                 n = reader.verified_num_frames()
         except VideoDecodeError as err:
-            report.failed[files[f]] = str(err)
+            report.failed[files[f]] = err.reason
             continue
         w = window_indices(n, spec)
         windows_of[f] = len(w)

@@ -50,6 +50,8 @@ SEEK_THRESHOLD_FRAMES = 16
 # After a seek, non-reference frames are skipped until this many frames before the first needed one (more
 # than any B-frame reordering delay, so no needed frame is skipped; if one were, `read` falls back).
 PREROLL_MARGIN = 24
+# Packets in a row that fail to decode before the rest of the stream is given up as damaged.
+MAX_BAD_PACKETS = 16
 # Decoders that honour a change of `skip_frame` between packets. Others (libdav1d reads it once, when it
 # opens) would go on dropping frames, so they decode every frame.
 SKIP_CAPABLE_DECODERS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4"})
@@ -279,27 +281,42 @@ class VideoReader:
         self._stream = self._attach()
         self._used = False
 
-    def _frames(self, seek_to: int | None) -> Iterator[tuple[av.VideoFrame, float | None]]:
-        """(frame, position) from a seek point (or the start) to the end of the stream. A decode error ends
-        the stream like the end of the file would (truncated or damaged tail); it is kept in `_tail_error`."""
-        self._tail_error = None
-        if seek_to is None and self._used:
-            self._reopen()
+    def _seek(self, index: int) -> bool:
+        """Seek to the key frame at or before frame `index`; False when the container cannot seek."""
+        s = self._stream
+        target = (s.start_time or 0) + int(math.floor(index / self.info.fps / s.time_base))
         self._used = True
-        if seek_to is not None:
-            s = self._stream
-            target = (s.start_time or 0) + int(math.floor(seek_to / self.info.fps / s.time_base))
+        try:
             self._container.seek(target, stream=s, backward=True, any_frame=False)
-        frames = self._container.decode(self._stream)
-        while True:
+        except _DECODE_ERRORS:  # e.g. raw elementary streams: decode from the start instead
+            return False
+        return True
+
+    def _frames(self) -> Iterator[tuple[av.VideoFrame, float | None]]:
+        """(frame, position) from the read position to the end of the stream, as FFmpeg's tools decode: a
+        packet that fails to decode is skipped (the next frames still come, with their own timestamps);
+        `MAX_BAD_PACKETS` failures in a row, or a demuxing error, end the stream like the end of the file
+        would (truncated or damaged tail). The last error is kept in `_tail_error`."""
+        self._tail_error = None
+        self._used = True
+        failures = 0
+        packets = self._container.demux(self._stream)
+        while failures < MAX_BAD_PACKETS:
             try:
-                frame = next(frames)
+                packet = next(packets)
             except StopIteration:
                 return
             except _DECODE_ERRORS as e:
                 self._tail_error = e
                 return
-            yield frame, self._position(frame)
+            try:
+                frames = packet.decode()  # the last, empty packet flushes the decoder
+            except _DECODE_ERRORS as e:
+                self._tail_error, failures = e, failures + 1
+                continue
+            failures = 0
+            for frame in frames:
+                yield frame, self._position(frame)
 
     def _decode(self, wanted: list[int], seek: bool, to_end: bool = False) -> _Decoded:
         """Decode the sorted indices `wanted`, from a seek point before the first one or from the start.
@@ -309,6 +326,10 @@ class VideoReader:
         end of the stream so that ``slots`` is known.
         """
         first = wanted[0]
+        if seek and not self._seek(first):
+            return _Decoded({}, usable=False)
+        if not seek and self._used:
+            self._reopen()
         codec = self._stream.codec_context
         skipping = seek and first > PREROLL_MARGIN and codec.name in SKIP_CAPABLE_DECODERS
         found: dict[int, np.ndarray] = {}
@@ -316,7 +337,7 @@ class VideoReader:
         try:
             if skipping:
                 codec.skip_frame = "NONREF"
-            for count, (frame, pos) in enumerate(self._frames(first if seek else None)):
+            for count, (frame, pos) in enumerate(self._frames()):
                 if pos is None:
                     if seek:
                         return _Decoded({}, usable=False)
@@ -375,7 +396,7 @@ class VideoReader:
             result = _Decoded({}, usable=False)
             if self._can_seek(wanted[0]):
                 result = self._decode(wanted, seek=True)
-            if not result.usable or len(result.frames) < len(wanted):
+            if not result.usable or (len(result.frames) < len(wanted) and not self._clean_end(result)):
                 result = self._decode(wanted, seek=False)
         except _DECODE_ERRORS as e:  # seeking failed
             raise VideoDecodeError(self.path, f"corrupt stream: {_why(e)}") from None
@@ -383,6 +404,11 @@ class VideoReader:
         if missing:
             self._raise_missing(max(missing), result.slots or 0)
         return np.stack([result.frames[i] for i in idx.tolist()])  # [N, H, W, 3]
+
+    def _clean_end(self, result: _Decoded) -> bool:
+        """A pass that reached the end of the stream without an error knows how many frames the stream has
+        (positions are timestamps, so the frames before a seek point need not be decoded to count them)."""
+        return result.usable and bool(result.slots) and self._tail_error is None
 
     def _raise_missing(self, index: int, available: int) -> None:
         tail = f" (decoding stopped: {_why(self._tail_error)})" if self._tail_error else ""
@@ -408,7 +434,7 @@ class VideoReader:
             result = _Decoded({}, usable=False)
             if self._can_seek(last):
                 result = self._decode([last], seek=True, to_end=True)
-            if not result.usable or last not in result.frames:
+            if not result.usable or not self._clean_end(result):
                 result = self._decode([last], seek=False, to_end=True)
         except _DECODE_ERRORS as e:
             raise VideoDecodeError(self.path, f"corrupt stream: {_why(e)}") from None
@@ -422,8 +448,10 @@ class VideoReader:
         Returns:
             [num_decoded, H, W, 3] uint8.
         """
+        if self._used:
+            self._reopen()
         try:
-            frames = [self._to_rgb(f) for f, _ in self._frames(None)]
+            frames = [self._to_rgb(f) for f, _ in self._frames()]
         except _DECODE_ERRORS as e:
             raise VideoDecodeError(self.path, f"corrupt stream: {_why(e)}") from None
         if not frames:

@@ -210,7 +210,7 @@ def load_index(source: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTE
     if path.is_dir():
         return read_folder_index(path, extensions)[0]
     if not path.is_file():
-        what = "is not a regular file" if path.exists() else "does not exist"
+        what = "is not a regular file" if os.path.exists(path) else "does not exist"
         raise IndexNotFoundError(f"{shown(path)}: the index file {what}")
     if path.suffix.lower() == ".csv":
         return read_csv_index(path)
