@@ -20,25 +20,27 @@ from data_helpers import smooth_frames
 
 def encode(
     path: Path,
-    frames: np.ndarray,
+    frames: np.ndarray | list[av.VideoFrame],
     *,
     pts: list[int] | None = None,
     time_base: Fraction | None = None,
     codec: str = "libx264",
     options: dict[str, str] | None = None,
-    fps: int = 30,
+    container_format: str | None = None,
 ) -> Path:
-    """Encode RGB frames [T, H, W, 3] with explicit timestamps (``pts`` in ``time_base`` units) when given."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
+    """Encode RGB frames [T, H, W, 3] (or ready YUV frames) at 30 fps, with explicit timestamps (``pts`` in
+    ``time_base`` units) when given."""
+    if isinstance(frames, np.ndarray):
+        frames = [av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24") for rgb in frames]
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height = frames[0].width, frames[0].height
         stream.pix_fmt = "yuv420p"
         stream.options = dict(options or {})
         if time_base is not None:
             stream.time_base = time_base
             stream.codec_context.time_base = time_base
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for i, frame in enumerate(frames):
             frame.pts = pts[i] if pts is not None else i
             if time_base is not None:
                 frame.time_base = time_base
@@ -87,17 +89,7 @@ def mpeg4_avi(path: Path, num_frames: int = 60) -> Path:
 
 def raw_h264(path: Path, num_frames: int = 60) -> Path:
     """An H.264 elementary stream (no container: no timestamps, no seeking)."""
-    with av.open(str(path), "w", format="h264") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i, rgb in enumerate(smooth_frames(num_frames, 48, 64, seed=25)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return encode(path, smooth_frames(num_frames, 48, 64, seed=25), container_format="h264")
 
 
 def damaged_middle(path: Path, num_frames: int = 60) -> Path:
@@ -131,23 +123,20 @@ def lying_avi(path: Path, claimed: int = 1_000_000) -> Path:
     return path
 
 
-def huge_frame_video(path: Path, side: int = 8192, num_frames: int = 2) -> Path:
-    """A small file (~200 kB) of ``side`` x ``side`` grey frames: gigabytes once decoded at full size."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width = stream.height = side
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        for i in range(num_frames):
-            frame = av.VideoFrame(side, side, "yuv420p")
-            for plane in frame.planes:
-                np.frombuffer(plane, np.uint8)[:] = 128
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+def flat_video(path: Path, width: int, height: int, num_frames: int = 2) -> Path:
+    """``num_frames`` flat frames of ``width`` x ``height``, made in YUV directly (fast at any size)."""
+    frames = []
+    for i in range(num_frames):
+        frame = av.VideoFrame(width, height, "yuv420p")
+        for k, plane in enumerate(frame.planes):
+            np.frombuffer(plane, np.uint8)[:] = 60 + 40 * k + i
+        frames.append(frame)
+    return encode(path, frames, options={"preset": "ultrafast"})
+
+
+def huge_frame_video(path: Path, side: int = 8192) -> Path:
+    """A small file (~200 kB) of two ``side`` x ``side`` flat frames: gigabytes once decoded at full size."""
+    return flat_video(path, side, side)
 
 
 def bad_videos(root: Path) -> dict[str, tuple[Path | str, str]]:

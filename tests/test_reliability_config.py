@@ -121,8 +121,11 @@ def test_deep_nesting_is_refused_not_a_recursion_error(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", r"c\.yaml:1: not UTF-8 text \(byte 0x89\)"),
-        (b"data:\n  datasets: [caf\xe9.csv]\n", r"c\.yaml:2: not UTF-8 text \(byte 0xe9\)"),
+        (
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00",
+            r"c\.yaml:1: not UTF-8 text \(byte 0x89 at offset 0\)",
+        ),
+        (b"data:\n  datasets: [caf\xe9.csv]\n", r"c\.yaml:2: not UTF-8 text \(byte 0xe9 at offset 22\)"),
         (b"data:\x00\n", r"c\.yaml:1: invalid YAML: special characters are not allowed"),
         (b"- 1\n- 2\n", "the top level must be a mapping"),
         (b"a: [1,\n", r"c\.yaml:2:1: invalid YAML"),

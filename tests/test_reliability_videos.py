@@ -9,7 +9,6 @@ import math
 import tracemalloc
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -19,6 +18,7 @@ from bad_inputs import (
     bad_videos,
     damaged_middle,
     decode_all,
+    flat_video,
     huge_frame_video,
     late_start_video,
     lying_avi,
@@ -178,27 +178,10 @@ def test_pretraining_run_goes_on_past_bad_videos(corpus, tmp_path) -> None:
     assert skipped and {path for path, _, _ in skipped} <= {str(p) for p in bad}
 
 
-def _big_video(path: Path, width: int, height: int, num_frames: int) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        for i in range(num_frames):
-            frame = av.VideoFrame(width, height, "yuv420p")
-            for k, plane in enumerate(frame.planes):
-                np.frombuffer(plane, np.uint8)[:] = 60 + 40 * k + i
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def test_frames_are_shrunk_at_decode_by_default(tmp_path) -> None:
     """Pretraining (data.max_short_side=auto) and extract decode a 1080p video to the size the crop needs:
     the decoded frames take a small fraction of their full-size memory."""
-    video = _big_video(tmp_path / "hd.mp4", 1920, 1080, 16)
+    video = flat_video(tmp_path / "hd.mp4", 1920, 1080, 16)
     full_bytes = 16 * 1920 * 1080 * 3
     data = DataConfig(datasets=[str(write_csv(tmp_path / "i.csv", [(video, 0)]))], num_frames=16)
     ds = build_dataset(data, seed=0)

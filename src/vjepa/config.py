@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-from vjepa.errors import VjepaError, shown
+from vjepa.errors import VjepaError, shown, utf8_text
 
 T = TypeVar("T")
 
@@ -178,13 +178,7 @@ def read_yaml(path: str | Path) -> dict:
         raw = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"{shown(path)}: cannot read the config ({err.strerror})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{shown(path)}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); a config is a YAML text file"
-        ) from None
+    text = utf8_text(raw, path, ConfigError, "a config is a YAML text file")
     data = parse_yaml(text, str(path))
     if data is None:
         return {}

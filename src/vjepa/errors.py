@@ -19,6 +19,25 @@ class VjepaError(ValueError):
     """A problem the user can fix; the message names the file and the line or the config key."""
 
 
+def utf8_text(data: bytes, source: object, error: type[VjepaError], what: str) -> str:
+    """``data`` decoded as UTF-8 (a leading byte-order mark dropped), or ``error`` naming ``source`` and the
+    line of the first byte that is not UTF-8.
+
+    Args:
+        data: the file's bytes.
+        source: the file, for the message.
+        error: the error class to raise.
+        what: what the file should be, for the message (e.g. ``"a config is a YAML text file"``).
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise error(
+            f"{shown(source)}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); {what}"
+        ) from None
+
+
 def shown(text: object, limit: int = MAX_SHOWN_CHARS) -> str:
     """``text`` as it may appear in a one-line message: control characters (newlines, NUL, ...) escaped as
     ``repr`` does, and the middle of a string longer than ``limit`` replaced by ``...(N chars)...``.

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa.errors import VjepaError, shown
+from vjepa.errors import VjepaError, shown, utf8_text
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -145,14 +145,8 @@ def _text_lines(path: Path) -> list[tuple[int, str]]:
         raise IndexFormatError(f"{shown(path)}: a folder, not an index file") from None
     except OSError as err:
         raise IndexFormatError(f"{shown(path)}: cannot read the index ({err.strerror})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise IndexFormatError(
-            f"{shown(path)}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); an "
-            f"index is a text file of paths (a CSV of '<path> <label>' lines), saved as UTF-8"
-        ) from None
+    what = "an index is a text file of paths (a CSV of '<path> <label>' lines), saved as UTF-8"
+    text = utf8_text(data, path, IndexFormatError, what)
     return [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1)]
 
 
