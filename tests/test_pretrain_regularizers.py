@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.pretrain_helpers import make_trainer, tiny_config
+from pretrain_helpers import make_trainer, tiny_config
 from vjepa.config import ConfigError
 from vjepa.grid import TokenGrid
 from vjepa.masks import PAPER_SETTINGS, MultiBlockMasks
@@ -34,7 +34,9 @@ def direct_epps_pulley(x: np.ndarray, t_max: float = 5.0, knots: int = 17) -> np
 
 
 def test_epps_pulley_matches_a_direct_computation():
-    x = torch.randn(200, 5, dtype=torch.float64) * torch.tensor([1.0, 0.5, 2.0, 1.0, 1.0], dtype=torch.float64)
+    x = torch.randn(200, 5, dtype=torch.float64) * torch.tensor(
+        [1.0, 0.5, 2.0, 1.0, 1.0], dtype=torch.float64
+    )
     ours = epps_pulley(x).numpy()
     np.testing.assert_allclose(ours, direct_epps_pulley(x.numpy()), rtol=1e-10)
 
@@ -174,8 +176,16 @@ def test_config_refuses_online_without_regulariser_and_pixels_with_a_teacher():
     "overrides",
     [
         ["objective.regularizer.kind=vc", "objective.regularizer.on=pooled"],
-        ["objective.regularizer.kind=sigreg", "objective.regularizer.slices=16", "objective.regularizer.weight=0.05"],
-        ["objective.teacher=online", "objective.regularizer.kind=sigreg", "objective.regularizer.on=predictions"],
+        [
+            "objective.regularizer.kind=sigreg",
+            "objective.regularizer.slices=16",
+            "objective.regularizer.weight=0.05",
+        ],
+        [
+            "objective.teacher=online",
+            "objective.regularizer.kind=sigreg",
+            "objective.regularizer.on=predictions",
+        ],
         ["objective.teacher=frozen", "objective.regularizer.kind=vc", "objective.target=features"],
         ["objective.target=pixels", "objective.regularizer.kind=vc"],
     ],

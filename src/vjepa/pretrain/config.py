@@ -228,7 +228,9 @@ class OptimizationConfig:
         if not all(0.0 <= m <= 1.0 for m in self.ema):
             raise ValueError(f"ema momenta must lie in [0, 1], got {list(self.ema)}")
         if self.ema_horizon is not None and not 0 < self.ema_horizon <= 1:
-            raise ValueError(f"ema_horizon must lie in (0, 1] (a fraction of the run), got {self.ema_horizon}")
+            raise ValueError(
+                f"ema_horizon must lie in (0, 1] (a fraction of the run), got {self.ema_horizon}"
+            )
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise ValueError(f"clip_grad must be positive or null, got {self.clip_grad}")
         check_range(self, "lr", "eps", low=0, low_open=True)

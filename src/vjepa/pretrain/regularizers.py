@@ -112,7 +112,9 @@ def epps_pulley(x: Tensor, t_max: float = 5.0, knots: int = 17) -> Tensor:
     t = torch.linspace(0.0, t_max, knots, device=x.device, dtype=x.dtype)  # [K]
     gauss = torch.exp(-0.5 * t**2)  # [K] the N(0, 1) characteristic function, also the weight
     dt = t_max / (knots - 1)
-    trapezoid = torch.full((knots,), 2.0 * dt, device=x.device, dtype=x.dtype)  # x2: the integral over [-t_max, t_max]
+    trapezoid = torch.full(
+        (knots,), 2.0 * dt, device=x.device, dtype=x.dtype
+    )  # x2: the integral over [-t_max, t_max]
     trapezoid[0] = trapezoid[-1] = dt
     m = _global_count(x.shape[0], x.device)
     xt = x.unsqueeze(-1) * t  # [M, P, K]
