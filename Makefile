@@ -8,14 +8,15 @@
 #   make venv                                     only create / refresh the venv
 #   make clean                                    remove the venv and the tool caches (runs/ is kept)
 #
-# Variables: TORCH_SPEC (pip arguments for torch, default torch==2.13.0; e.g.
-# TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"), PYTHON (the python3 that
-# creates the venv), VENV (its folder, default .venv).
+# Variables, on the command line (make test PYTHON=python3.12): PYTHON (the python3 that creates the venv),
+# VENV (its folder, default .venv), ARGS, TORCH_SPEC (pip arguments for torch, default torch==2.13.0, e.g.
+# TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"). Of the environment only
+# TORCH_SPEC and VJEPA_VENV (the venv folder; CI sets it) are read: PYTHON, VENV and ARGS are too generic.
 
-PYTHON ?= python3
-VENV ?= .venv
+PYTHON = python3
+VENV = $(or $(VJEPA_VENV),.venv)
 TORCH_SPEC ?= torch==2.13.0
-ARGS ?=
+ARGS =
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test lint clean

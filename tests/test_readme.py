@@ -3,6 +3,7 @@ runs exactly the README's test command, and the demo arguments it shows exist.""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -15,6 +16,7 @@ from vjepa.cli import build_parser
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
+MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")  # what a parent make passes down
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
@@ -31,8 +33,15 @@ def command_after(lines: list[str], comment: str) -> str:
 
 def make_dry_run(*args: str) -> list[str]:
     """The commands `make ARGS...` would run (make -n runs nothing)."""
+    # not the command-line variables (ARGS=...) of a `make test` running this test
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_VARS}
     out = subprocess.run(
-        ["make", "-n", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "-n", "--no-print-directory", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [line.rstrip() for line in out.stdout.splitlines()]
 

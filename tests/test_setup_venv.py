@@ -115,7 +115,9 @@ def test_make_refuses_an_old_python_in_one_line(tmp_path):
     fake = tmp_path / "python3"  # answers like Python 3.8 does: the version, and a failed >= 3.10 check
     fake.write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "Python 3.8.10"; exit 0; }\nexit 1\n')
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    # the fake first on PATH, and not the command-line variables (PYTHON=...) of a `make test` running this
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["PATH"] = f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
     failed = subprocess.run(
         ["make", "--no-print-directory", "venv"], cwd=ROOT, env=env, capture_output=True, text=True
     )
