@@ -122,6 +122,7 @@ def setup(venv: Path, torch_spec: str) -> None:
         else ", ".join(WHY[k] for k in WHY if stamp.get(k) != wanted[k])
     )
     print(f"vjepa setup: installing into {venv} ({why})", flush=True)
+    (venv / STAMP).unlink(missing_ok=True)  # a half-done install must not pass for the previous one
     install(venv, torch_spec)
     tmp = venv / (STAMP + ".tmp")
     tmp.write_text(json.dumps(wanted, indent=1) + "\n")
