@@ -44,5 +44,6 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf '$(VENV)' .pytest_cache .ruff_cache build dist src/*.egg-info
+	if [ -f '$(VENV)/pyvenv.cfg' ]; then rm -rf '$(VENV)'; fi  # only a venv, whatever VENV says
+	rm -rf .pytest_cache .ruff_cache build dist src/*.egg-info
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
