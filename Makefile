@@ -43,7 +43,8 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# the venv folder is removed only if it is a venv, whatever VENV says
 clean:
-	if [ -f '$(VENV)/pyvenv.cfg' ]; then rm -rf '$(VENV)'; fi  # only a venv, whatever VENV says
+	if [ -f '$(VENV)/pyvenv.cfg' ]; then rm -rf '$(VENV)'; fi
 	rm -rf .pytest_cache .ruff_cache build dist src/*.egg-info
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
