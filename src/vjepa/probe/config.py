@@ -7,9 +7,12 @@ Defaults are the official probe recipe (AdamW, lr 1e-3 cosine to 0 without warmu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from vjepa.checkpoint import EncoderKey
+
+if TYPE_CHECKING:
+    from vjepa.probe.checkpoint import ProbeArch
 
 Readout = Literal["attentive", "linear", "knn"]
 DataKind = Literal["video", "image"]
@@ -99,7 +102,13 @@ class ProbeSection:
         kind: ``attentive`` (the paper's probe), ``linear`` (average pooling + Linear) or ``knn``.
         segments: ``concat`` joins the tokens of all segments of a view (official attend_across_segments);
             ``separate`` classifies each (segment, view) on its own and averages.
-        num_heads: attentive-probe heads (null: the encoder's, as the official evals).
+        num_heads: attentive-probe heads (null: the encoder's, as the official V-JEPA evals; the V-JEPA 2
+            evals use 16).
+        num_blocks: attentive-probe blocks: 1 (V-JEPA: the cross-attention block) or 4 (V-JEPA 2: 3
+            self-attention blocks, then the cross-attention block; saved in the V-JEPA 2 layout, without the
+            unused ``xattn.proj``).
+        norm_eps: LayerNorm epsilon of the attentive probe (official 1e-5; 1e-6 to export the probe to a
+            Hugging Face classifier, which also needs ``num_heads`` equal to the encoder's).
         knn_k: neighbours (knn only).
         knn_temperature: vote temperature (knn only).
     """
@@ -107,8 +116,29 @@ class ProbeSection:
     kind: Readout = "attentive"
     segments: SegmentMode = "concat"
     num_heads: int | None = None
+    num_blocks: int = 1
+    norm_eps: float = 1e-5
     knn_k: int = 20
     knn_temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        _positive(self, ("num_blocks",))
+        if self.norm_eps <= 0:
+            raise ValueError(f"norm_eps must be positive, got {self.norm_eps}")
+
+    def arch(self, embed_dim: int, num_classes: int, encoder_heads: int) -> ProbeArch:
+        """The probe to train (``knn`` has none); more than one block: the V-JEPA 2 layout."""
+        from vjepa.probe.checkpoint import ProbeArch
+
+        return ProbeArch(
+            self.kind,  # type: ignore[arg-type]
+            embed_dim,
+            num_classes,
+            self.num_heads or encoder_heads,
+            depth=self.num_blocks,
+            norm_eps=self.norm_eps,
+            xattn_proj=self.num_blocks == 1,
+        )
 
 
 @dataclass
