@@ -77,9 +77,11 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, rope: RopeTables | None = None) -> Tensor:  # [B, N, D] -> [B, N, D]
         b, n, d = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each [B, heads, N, dh]
-        if rope is not None:
-            q, k = rope.rotate(q), rope.rotate(k)
+        if rope is not None:  # q and k rotated together: [2, B, heads, N, dh]
+            q, k = rope.rotate(qkv[:2]).unbind(0)
+            v = qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)  # each [B, heads, N, dh]
         return self.proj(_merge_heads(attention(q, k, v)))
 
 

@@ -66,19 +66,19 @@ class RopeTables:
 
     Args:
         cos: ``[B or 1, 1, K, head_dim]`` fp32 (1 on the channels that are not rotated).
-        sin: same shape (0 on the channels that are not rotated).
+        sin: same shape (0 on the channels that are not rotated), with the sign of the pair's partner
+            folded in: ``-sin`` on even channels, ``+sin`` on odd ones.
     """
 
     cos: Tensor
     sin: Tensor
 
     def rotate(self, x: Tensor) -> Tensor:
-        """Rotate adjacent channel pairs of ``x`` ``[B, heads, K, head_dim]`` by the tables' angles (in fp32;
-        the result has ``x``'s dtype)."""
+        """Turn adjacent channel pairs ``(x0, x1)`` of ``x`` ``[..., K, head_dim]`` into
+        ``(x0 cos a0 - x1 sin a0, x1 cos a1 + x0 sin a1)`` (in fp32; the result has ``x``'s dtype)."""
         xf = x.float()
-        pairs = xf.unflatten(-1, (-1, 2))  # [B, heads, K, dh/2, 2]
-        turned = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # (x0, x1) -> (-x1, x0)
-        return (xf * self.cos + turned * self.sin).to(x.dtype)
+        swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x0, x1) -> (x1, x0)
+        return torch.mul(xf, self.cos).addcmul_(swapped, self.sin).to(x.dtype)
 
 
 def rope_tables(positions: Tensor, head_dim: int) -> RopeTables:
@@ -100,6 +100,7 @@ def rope_tables(positions: Tensor, head_dim: int) -> RopeTables:
     angles = positions.to(torch.float32).unsqueeze(-1) * omega  # [B, K, 3, seg/2]
     angles = torch.cat([angles, angles], dim=-1).flatten(-2)  # [B, K, 3*seg]: frequencies repeated per axis
     cos, sin = angles.cos(), angles.sin()
+    sin = sin * torch.tensor([-1.0, 1.0], device=sin.device).repeat(sin.shape[-1] // 2)  # partner's sign
     rest = head_dim - 3 * seg
     if rest:
         cos = F.pad(cos, (0, rest), value=1.0)
