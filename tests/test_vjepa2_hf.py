@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from vjepa.checkpoint import CheckpointError, load_official, load_pretrained, save_pretrained
 from vjepa.cli import main
-from vjepa.interop.hf import export_hf, load_hf
+from vjepa.interop.hf import load_hf
+from vjepa.interop.hf_export import export_hf
 from vjepa.models import VideoEncoder, build_predictor
 from vjepa.models.registry import EncoderConfig
 from vjepa.models.tokens import gather_tokens
@@ -262,3 +263,21 @@ def test_converted_probe_round_trips_through_our_probe_format(ref, tmp_path):
     with torch.no_grad():
         tokens = loaded.pretrained.encoder()(ref["clip_native"])
         torch.testing.assert_close(again.model(tokens), ref["logits_native"], **TOL)
+
+
+def test_sharded_hf_folder(ref, tmp_path):
+    tensors = folder_tensors(HF_MODEL)
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    shutil.copy(HF_MODEL / "config.json", folder / "config.json")
+    names = sorted(tensors)
+    weight_map = {}
+    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2 :])):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        save_file({k: tensors[k] for k in part}, str(folder / shard), metadata={"format": "pt"})
+        weight_map.update({k: shard for k in part})
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    z, _ = encode_and_predict(load_hf(folder, rope_grid="config").pretrained, ref, "native")
+    torch.testing.assert_close(z, ref["encoder_native"], **TOL)

@@ -176,6 +176,7 @@ def test_eval_trains_the_four_block_probe_on_a_vjepa2_encoder(tmp_path):
         "optimization.batch_size=6",
         "device=cpu",
         f"output_dir={tmp_path / 'run'}",
+        f"cache.dir={tmp_path / 'cache'}",
     ]
     cfg, path = load_eval_config("synthetic_motion", overrides)
     report = run_eval(cfg, path)

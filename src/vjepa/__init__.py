@@ -27,7 +27,8 @@ from vjepa.checkpoint import (
 )
 from vjepa.extract import ExtractSpec, extract_features
 from vjepa.grid import TokenGrid
-from vjepa.interop.hf import export_hf, load_hf
+from vjepa.interop.hf import load_hf
+from vjepa.interop.hf_export import export_hf
 from vjepa.models import (
     MODEL_SIZES,
     VJEPA2_MODELS,

@@ -292,8 +292,8 @@ def _grid_of(table: Tensor, source: str, key: str):
     if inferred is None:
         raise CheckpointError(
             f"{source}: {key} of shape {tuple(table.shape)} is not a 3D sin-cos table, so the clip size "
-            f"cannot be inferred (a V-JEPA 2 checkpoint with an unused {key}? load it with positions='rope', "
-            f"--positions rope)"
+            f"cannot be inferred (a V-JEPA 2 checkpoint with an unused {key}? convert it once with "
+            f"`vjepa convert FILE OUT_DIR --positions rope`, or load it with positions='rope')"
         )
     grid, uniform_power = inferred
     if grid.height != grid.width:
@@ -453,8 +453,8 @@ def resolve_positions(
     if tokens == VJEPA2_MASK_TOKENS:
         raise CheckpointError(
             f"{source}: holds a pos_embed and a predictor with {tokens} mask tokens, like a V-JEPA 2 checkpoint "
-            f"whose pos_embed is unused; say which it is: positions='rope' (V-JEPA 2) or 'sincos' (V-JEPA) "
-            f"(--positions)"
+            f"whose pos_embed is unused; say which it is: `vjepa convert FILE OUT_DIR --positions rope` (V-JEPA 2) "
+            f"or `--positions sincos` (V-JEPA), or positions= in Python"
         )
     return "sincos"
 

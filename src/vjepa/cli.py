@@ -102,7 +102,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from vjepa.interop.hf import export_hf
+    from vjepa.interop.hf_export import export_hf
 
     out = export_hf(
         args.checkpoint, args.out_dir, probe=args.probe, probe_head=args.probe_head, which=args.which

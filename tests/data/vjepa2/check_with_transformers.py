@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from transformers import VJEPA2ForVideoClassification, VJEPA2Model
 
 from vjepa.checkpoint import save_pretrained
-from vjepa.interop.hf import export_hf
+from vjepa.interop.hf_export import export_hf
 from vjepa.models import VideoEncoder, build_predictor
 from vjepa.models.registry import EncoderConfig
 from vjepa.models.tokens import gather_tokens
