@@ -187,3 +187,16 @@ def test_eval_trains_the_four_block_probe_on_a_vjepa2_encoder(tmp_path):
     probe = load_probe(probes[0].parent)
     assert probe.arch.depth == 4 and not probe.arch.xattn_proj
     assert any(k.startswith("pooler.blocks.2.") for k in probe.model.state_dict())
+
+
+def test_runs_started_before_the_v2_keys_existed_still_resume(tmp_path):
+    from vjepa.config import to_dict
+    from vjepa.pretrain.rundir import check_compatible
+
+    config = recipe("tiny_cpu", [])
+    saved = to_dict(config)
+    for section, key in (("model", "positions"), ("model", "pred_mask_tokens"), ("model", "init_from")):
+        del saved[section][key]
+    for key in ("lr_schedule", "cooldown"):
+        del saved["optimization"][key]
+    check_compatible(saved, config, tmp_path / "config.yaml")  # the new keys at their defaults: no change

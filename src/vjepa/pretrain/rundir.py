@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vjepa.config import ConfigError, read_yaml, to_dict
+from vjepa.config import ConfigError, from_dict, read_yaml, to_dict
 from vjepa.pretrain.config import RESUMABLE_CHANGES, PretrainConfig
 from vjepa.pretrain.state import LATEST
 
@@ -98,7 +98,11 @@ def check_compatible(saved: dict[str, Any], config: PretrainConfig, source: Path
         config: the config of this session.
         source: the saved config's file (for the message).
     """
-    old, new = _flatten(saved), _flatten(to_dict(config))
+    # Through the dataclass, so that keys added since the run started compare as their defaults.
+    old, new = (
+        _flatten(to_dict(from_dict(PretrainConfig, saved, source=str(source)))),
+        _flatten(to_dict(config)),
+    )
     changed = sorted(
         k for k in set(old) | set(new) if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)
     )
