@@ -60,6 +60,7 @@ from vjepa.pretrain.state import (
     save_training_state,
     set_rng_state,
 )
+from vjepa.pretrain.warm_start import warm_start
 from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup, teardown
 
 
@@ -155,13 +156,14 @@ def build_objective(config: PretrainConfig) -> JEPAObjective:
         patch_size=m.patch_size,
         tubelet_size=m.tubelet_size,
         uniform_power=m.uniform_power,
+        positions=m.positions,
     )
     predictor = build_predictor(
         encoder,
         predictor_embed_dim=m.pred_embed_dim,
         depth=m.pred_depth,
         num_heads=m.pred_num_heads,
-        num_mask_tokens=config.masks.num_settings,
+        num_mask_tokens=1 if m.pred_mask_tokens == "shared" else config.masks.num_settings,
         zero_init_mask_tokens=m.zero_init_mask_tokens,
     )
     features = config.objective.target == "features"
@@ -332,6 +334,9 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
         set_rng_state(state["rng"])
         start_step, last_loss = int(state["step"]), float(state.get("loss", float("nan")))
         log(runtime, f"resuming {run_dir} at step {start_step} from {run.checkpoint}")
+    elif config.model.init_from:  # a new stage from another run's weights (V-JEPA 2 cooldown)
+        for line in warm_start(model_parts(objective), config.model.init_from):
+            log(runtime, f"init_from: {line}")
     _barrier(runtime)  # every rank has set up before rank 0 writes into the directory
     if runtime.is_main:
         _start_writing(config, run, start_step, runtime)

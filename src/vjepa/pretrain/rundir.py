@@ -28,7 +28,7 @@ from typing import Any
 
 from vjepa.checkpoint import CONFIG_FILE as EXPORT_CONFIG_FILE
 from vjepa.checkpoint import WEIGHTS_FILE, stale_temporaries
-from vjepa.config import ConfigError, read_yaml, to_dict
+from vjepa.config import ConfigError, from_dict, read_yaml, to_dict
 from vjepa.errors import VjepaError
 from vjepa.pretrain.config import RESUMABLE_CHANGES, PretrainConfig
 from vjepa.pretrain.state import LATEST
@@ -136,7 +136,11 @@ def check_compatible(saved: dict[str, Any], config: PretrainConfig, source: Path
         config: the config of this session.
         source: the saved config's file (for the message).
     """
-    old, new = _flatten(saved), _flatten(to_dict(config))
+    # Through the dataclass, so that keys added since the run started compare as their defaults.
+    old, new = (
+        _flatten(to_dict(from_dict(PretrainConfig, saved, source=str(source)))),
+        _flatten(to_dict(config)),
+    )
     changed = sorted(
         k for k in set(old) | set(new) if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)
     )
