@@ -24,6 +24,7 @@ TargetKind = Literal["features", "pixels"]
 PrecisionName = Literal["fp32", "bf16"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 MetricsFormat = Literal["jsonl", "csv"]
+StrategyName = Literal["ddp", "fsdp"]
 
 
 @dataclass
@@ -298,6 +299,10 @@ class RuntimeConfig:
         seed: run seed (model init, data order, augmentations, masks).
         activation_checkpointing: recompute block activations in the backward pass (less memory).
         compile: ``torch.compile`` the encoders and the predictor.
+        strategy: how several processes share the work (see ``docs/distributed.md``): ``ddp`` (a full replica
+            per process, single-file checkpoints) or ``fsdp`` (FSDP2: parameters, gradients and optimizer
+            state sharded per transformer block; bf16 parameters on CUDA; sharded checkpoints written by every
+            rank). A single process trains the same either way; ``fsdp`` then still writes sharded checkpoints.
     """
 
     device: DeviceChoice = "auto"
@@ -306,6 +311,7 @@ class RuntimeConfig:
     seed: int = 234
     activation_checkpointing: bool = False
     compile: bool = False
+    strategy: StrategyName = "ddp"
 
 
 @dataclass
@@ -360,6 +366,7 @@ RESUMABLE_CHANGES = (
     "runtime.threads",
     "runtime.compile",
     "runtime.activation_checkpointing",
+    "runtime.strategy",
     "runtime.device",
     "data.num_workers",
     "data.datasets",
