@@ -51,17 +51,25 @@ class Sharding:
 
 
 def prepare_objective(
-    objective: nn.Module, config: RuntimeConfig, runtime: Runtime
+    objective: nn.Module, config: RuntimeConfig, runtime: Runtime, *, shard: bool | None = None
 ) -> tuple[nn.Module, Sharding | None]:
     """Activation checkpointing, ``torch.compile`` and placement, before the optimizer is built.
 
     ``ddp`` (and any single process) moves the objective to the device; ``fsdp`` on several processes
     shards it (the shards land on the device). Returns the objective and, when sharded, its :class:`Sharding`.
+
+    Args:
+        objective: the freshly built objective (on the CPU).
+        config: the run's runtime section.
+        runtime: device and process group.
+        shard: override the rule above (the benchmark shards on a process group of one).
     """
     if config.activation_checkpointing:
         objective.encoder.grad_checkpointing = True
         objective.predictor.grad_checkpointing = True
-    if config.strategy == "fsdp" and runtime.distributed:
+    if shard is None:
+        shard = config.strategy == "fsdp" and runtime.distributed
+    if shard:
         sharding = shard_objective(objective, runtime, mixed_bf16=config.precision == "bf16")
         if config.compile:
             for block in _blocks(objective):
@@ -75,10 +83,10 @@ def prepare_objective(
     return objective, None
 
 
-def wrap_for_training(objective: nn.Module, runtime: Runtime) -> nn.Module:
-    """What ``train_step`` calls for the forward: DDP around an unsharded objective on several processes,
-    otherwise the objective itself (sharded or single-process)."""
-    if not runtime.distributed or is_sharded(objective):
+def wrap_for_training(objective: nn.Module, runtime: Runtime, *, ddp: bool | None = None) -> nn.Module:
+    """What ``train_step`` calls for the forward: DDP around an unsharded objective on several processes
+    (``ddp=True``: on any process group, even of one), otherwise the objective itself."""
+    if is_sharded(objective) or not (runtime.distributed if ddp is None else ddp):
         return objective
     device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
     return DistributedDataParallel(objective, device_ids=device_ids, broadcast_buffers=False)

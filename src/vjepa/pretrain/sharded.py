@@ -23,10 +23,13 @@ containers and is read with ``weights_only=True``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
 import shutil
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,11 +143,12 @@ def save_sharded(
         partial.mkdir(parents=True)
     barrier(runtime)
     model_state, optim_state = get_state_dict(objective, optimizer)
-    dcp.save(
-        {"model": model_state, "optimizer": optim_state},
-        storage_writer=dcp.FileSystemWriter(partial),
-        no_dist=not runtime.distributed,
-    )
+    with _single_process_note_off():
+        dcp.save(
+            {"model": model_state, "optimizer": optim_state},
+            storage_writer=dcp.FileSystemWriter(partial),
+            no_dist=not runtime.distributed,
+        )
     rng = _gather(rng_state(), runtime)
     if runtime.is_main:
         payload = {"format": FORMAT, "version": VERSION, "step": step, "rng": rng, **extra}
@@ -189,16 +193,28 @@ def load_sharded(
     """Load the models and the optimizer of a committed checkpoint into ``objective`` (sharded or not, on
     any number of processes) and its optimizer; every rank calls this."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     model_state, optim_state = get_state_dict(objective, optimizer)
     state = {"model": model_state, "optimizer": optim_state}
     try:
-        dcp.load(state, storage_reader=dcp.FileSystemReader(path), no_dist=not runtime.distributed)
-    except (RuntimeError, ValueError, KeyError) as err:  # DCP wraps missing keys and shape mismatches
+        with _single_process_note_off():
+            dcp.load(state, storage_reader=dcp.FileSystemReader(path), no_dist=not runtime.distributed)
+    except (CheckpointException, RuntimeError, ValueError, KeyError) as err:  # missing keys, shapes
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: does not match this run's models ({first})") from None
     set_state_dict(objective, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+@contextlib.contextmanager
+def _single_process_note_off() -> Iterator[None]:
+    """Silence DCP's note that it saves or loads in a single process (we ask for exactly that)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"torch.distributed is disabled, unavailable or uninitialized"
+        )
+        yield
 
 
 def _gather(value: Any, runtime: Runtime) -> list[Any]:
