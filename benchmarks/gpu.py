@@ -230,8 +230,9 @@ def _row(r: dict, peak_tflops: float | None) -> str:
     if "error" in r:
         return f"{head} {r['error']} | | | | |"
     mfu = f"{100 * r['tflops_per_gpu'] / peak_tflops:.1f} %" if peak_tflops else "n/a"
-    return (f"{head} {r['step_s']:.3f} | {r['clips_s']:.1f} | {r['tflops_per_gpu']:.1f} | {mfu} | "
-            f"{r['peak_gib']:.1f} |")  # fmt: skip
+    peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] == r["peak_gib"] else "n/a"  # NaN on CPU
+    return (f"{head} {r['step_s']:.3f} | {r['clips_s']:.1f} | {r['tflops_per_gpu']:.3g} | {mfu} | "
+            f"{peak} |")  # fmt: skip
 
 
 def data_rows(smoke: bool) -> None:
