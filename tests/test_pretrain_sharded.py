@@ -70,7 +70,9 @@ def test_latest_is_the_newest_committed_checkpoint_of_either_format(tmp_path):
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     assert latest_checkpoint(checkpoints) is None
-    torch.save({"step": 5, "world_size": 1}, checkpoints / "latest.pt")
+    torch.save(
+        {"format": "vjepa-pretrain", "version": 1, "step": 5, "world_size": 1}, checkpoints / "latest.pt"
+    )
     assert latest_checkpoint(checkpoints) == checkpoints / "latest.pt"
     for step in (3, 7):
         folder = checkpoints / f"step_{step:07d}"
@@ -80,7 +82,9 @@ def test_latest_is_the_newest_committed_checkpoint_of_either_format(tmp_path):
     (checkpoints / ".step_0000009.partial").mkdir()  # a write killed mid-way
     (checkpoints / "step_0000011").mkdir()  # no state.pt: never committed
     assert latest_checkpoint(checkpoints) == checkpoints / "step_0000007"
-    torch.save({"step": 8, "world_size": 1}, checkpoints / "latest.pt")
+    torch.save(
+        {"format": "vjepa-pretrain", "version": 1, "step": 8, "world_size": 1}, checkpoints / "latest.pt"
+    )
     assert latest_checkpoint(checkpoints) == checkpoints / "latest.pt"
 
 

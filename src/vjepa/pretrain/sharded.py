@@ -39,7 +39,8 @@ from torch import nn
 
 from vjepa.checkpoint import CheckpointError, atomic_write, safe_torch_load
 from vjepa.pretrain.distributed import barrier
-from vjepa.pretrain.state import LATEST, rng_state
+from vjepa.pretrain.state import FORMAT as STATE_FORMAT
+from vjepa.pretrain.state import LATEST, load_training_state, rng_state
 from vjepa.runtime import Runtime
 
 FORMAT = "vjepa-pretrain-sharded"
@@ -97,10 +98,10 @@ def checkpoint_summary(path: Path) -> dict[str, Any]:
         return read_sharded_state(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(err).strip()[:200]})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
-        raise CheckpointError(f"{path}: not a vjepa pretraining checkpoint (no step)")
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
+        return load_training_state(path)  # reads it whole, and names the problem if it is unreadable
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        return load_training_state(path)
     return state
 
 
