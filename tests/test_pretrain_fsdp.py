@@ -161,3 +161,18 @@ def test_single_file_checkpoint_resumes_sharded_on_two_ranks(runs, tmp_path):
     ea, eb = _export(run), _export(runs["single"])
     for key in eb:
         torch.testing.assert_close(ea[key], eb[key], rtol=0, atol=1e-4, msg=key)
+
+
+@pytest.mark.slow
+def test_torchrun_max_restarts_resumes_by_itself(runs, tmp_path):
+    """The documented multi-node command: torchrun --max-restarts with --resume. The first attempt dies in the
+    middle of a checkpoint write; torchrun restarts both workers, which continue from the last committed
+    checkpoint; the one command ends with the run complete, bit-identical to the run never killed."""
+    run = tmp_path / "restarted"
+    fsdp = [*COMMON, "--set", "runtime.strategy=fsdp", "--set", "data.batch_size=2"]
+    done = _run([*TORCHRUN, "--max-restarts=1", str(HERE / "fsdp_kill_driver.py"), "4", "tiny_cpu", *fsdp,
+                 "--run-dir", str(run), "--resume"])  # fmt: skip
+    assert "at step 2" in done.stdout and ".step_0000004.partial" in done.stdout
+    assert _losses(run) == _losses(runs["fsdp"])
+    ea, eb = _export(run), _export(runs["fsdp"])
+    assert all(torch.equal(ea[k], eb[k]) for k in eb)
