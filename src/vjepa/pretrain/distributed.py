@@ -73,7 +73,7 @@ def prepare_objective(
         sharding = shard_objective(objective, runtime, mixed_bf16=config.precision == "bf16")
         if config.compile:
             for block in _blocks(objective):
-                block.compile()  # per block: FSDP's hooks stay outside the compiled graphs
+                block.compile()  # per block, as FSDP2 is meant to be compiled (dynamo skips its hooks)
         return objective, sharding
     objective = objective.to(runtime.device)
     if config.compile:
