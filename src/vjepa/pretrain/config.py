@@ -27,6 +27,7 @@ MetricsFormat = Literal["jsonl", "csv"]
 LRScheduleName = Literal["warmup_cosine", "linear_decay", "wsd"]
 PositionsName = Literal["sincos", "rope"]
 MaskTokenUse = Literal["per_setting", "shared"]
+StrategyName = Literal["ddp", "fsdp"]
 
 
 @dataclass
@@ -322,6 +323,10 @@ class RuntimeConfig:
         seed: run seed (model init, data order, augmentations, masks).
         activation_checkpointing: recompute block activations in the backward pass (less memory).
         compile: ``torch.compile`` the encoders and the predictor.
+        strategy: how several processes share the work (see ``docs/distributed.md``): ``ddp`` (a full replica
+            per process, single-file checkpoints) or ``fsdp`` (FSDP2: parameters, gradients and optimizer
+            state sharded per transformer block; bf16 parameters on CUDA; sharded checkpoints written by every
+            rank). A single process trains the same either way; ``fsdp`` then still writes sharded checkpoints.
     """
 
     device: DeviceChoice = "auto"
@@ -330,6 +335,7 @@ class RuntimeConfig:
     seed: int = 234
     activation_checkpointing: bool = False
     compile: bool = False
+    strategy: StrategyName = "ddp"
 
 
 @dataclass
@@ -385,6 +391,7 @@ RESUMABLE_CHANGES = (
     "runtime.threads",
     "runtime.compile",
     "runtime.activation_checkpointing",
+    "runtime.strategy",
     "runtime.device",
     "data.num_workers",
     "data.datasets",
