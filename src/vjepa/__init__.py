@@ -11,6 +11,10 @@ The public API::
     config, _ = vjepa.load_eval_config("synthetic_motion", ["encoder.checkpoint=runs/tiny"])
     metrics = vjepa.run_eval(config)                           # frozen evaluation (vjepa eval)
     probe = vjepa.load_probe("vitl16/k400-probe.pth.tar")      # official or our probe checkpoints
+
+    encoder = vjepa.build_encoder("vjepa2_vit_large")          # V-JEPA 2: 3D RoPE, 256 px
+    pretrained = vjepa.load_pretrained("vjepa2-vitl-fpc64-256/")  # a Hugging Face folder, an official file, ours
+    vjepa.export_hf("runs/x/export", "x-hf/")                  # a folder transformers' VJEPA2Model loads
 """
 
 from vjepa.checkpoint import (
@@ -23,8 +27,11 @@ from vjepa.checkpoint import (
 )
 from vjepa.extract import ExtractSpec, extract_features
 from vjepa.grid import TokenGrid
+from vjepa.interop.hf import load_hf
+from vjepa.interop.hf_export import export_hf
 from vjepa.models import (
     MODEL_SIZES,
+    VJEPA2_MODELS,
     EncoderConfig,
     Predictor,
     PredictorConfig,
@@ -47,6 +54,7 @@ __all__ = [
     "EvalConfig",
     "ExtractSpec",
     "MODEL_SIZES",
+    "VJEPA2_MODELS",
     "Predictor",
     "PredictorConfig",
     "Pretrained",
@@ -55,9 +63,11 @@ __all__ = [
     "build_encoder",
     "build_predictor",
     "convert_official",
+    "export_hf",
     "extract_features",
     "load_encoder",
     "load_eval_config",
+    "load_hf",
     "load_pretrained",
     "load_probe",
     "run_eval",

@@ -8,7 +8,9 @@ match the official ones after those prefixes, so the key map is: strip the prefi
 Every tensor is checked against the model before it is loaded: shape, a floating-point dtype
 (`FLOAT_DTYPES`; integer or boolean tensors are refused, never cast) and finite values (a NaN or an
 infinity is refused naming the tensor). A pretraining run folder (``config.yaml`` + ``export/``) is
-accepted wherever a checkpoint is: its export is loaded, and named.
+accepted wherever a checkpoint is: its export is loaded, and named. V-JEPA 2
+files have the same layout without position tables (RoPE); some hold an unused ``pos_embed``, which is dropped
+and recorded (``meta["ignored_keys"]``). Hugging Face folders are read by :mod:`vjepa.interop.hf`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,16 @@ from vjepa.errors import VjepaError, shown
 from vjepa.models.encoder import VideoEncoder
 from vjepa.models.pos_embed import infer_grid
 from vjepa.models.predictor import Predictor
-from vjepa.models.registry import MODEL_SIZES, EncoderConfig, PredictorConfig, size_name_of
+from vjepa.models.registry import (
+    MODEL_SIZES,
+    VJEPA2_MASK_TOKENS,
+    VJEPA2_MODELS,
+    VJEPA2_PREDICTOR_HEADS,
+    EncoderConfig,
+    PositionScheme,
+    PredictorConfig,
+    size_name_of,
+)
 
 FORMAT_NAME = "vjepa"
 FORMAT_VERSION = 1
@@ -50,6 +61,8 @@ RUN_CONFIG_FILE = "config.yaml"
 RUN_EXPORT_DIR = "export"
 # atomic_write's temporary files: ".<name>.<8 random characters>.tmp" beside the target.
 _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+PositionChoice = Literal["auto", "sincos", "rope"]
+VJEPA2_DEFAULT_SIZE = 256  # clip side recorded for official V-JEPA 2 files (their weights do not say it)
 
 
 class CheckpointError(VjepaError):
@@ -207,14 +220,20 @@ def _listing(keys: list[str], most: int = 8) -> str:
 
 
 def infer_encoder_config(
-    state: Mapping[str, Tensor], *, num_heads: int | None = None, source: str = "checkpoint"
+    state: Mapping[str, Tensor],
+    *,
+    num_heads: int | None = None,
+    source: str = "checkpoint",
+    positions: PositionScheme = "sincos",
+    img_size: int | None = None,
 ) -> EncoderConfig:
     """Read the encoder architecture off its (already key-mapped) weights.
 
     Width, input channels, patch and tubelet sizes come from the patch embedding, depth from the block
     indices, MLP ratio from ``fc1``, and frames, resolution and table layout from the position table. The
     head count is not in the weights: it comes from ``num_heads`` or from the named size with this width and
-    depth.
+    depth (V-JEPA 2's giant: 22). RoPE encoders (``positions="rope"``) have no table: their clip size is
+    ``img_size`` (default 256) x 16 frames, which only matters for ``rope_grid="config"`` and exports.
     """
     weight = _need(state, "patch_embed.proj.weight", source)
     if weight.ndim != 5:
@@ -227,8 +246,12 @@ def infer_encoder_config(
         raise CheckpointError(f"{source}: non-square patches {patch}x{patch_w} are not supported")
     depth = _count_blocks(state, "blocks.", source)
     hidden = _need(state, "blocks.0.mlp.fc1.weight", source).shape[0]
-    grid, uniform_power = _grid_of(_need(state, "pos_embed", source), source, "pos_embed")
-    heads = _heads(num_heads, d, depth, source)
+    if positions == "rope":
+        frames, size, uniform_power = 16, img_size or VJEPA2_DEFAULT_SIZE, True
+    else:
+        grid, uniform_power = _grid_of(_need(state, "pos_embed", source), source, "pos_embed")
+        frames, size = grid.depth * tubelet, grid.height * patch
+    heads = _heads(num_heads, d, depth, source, rope=positions == "rope")
     named = size_name_of(d, depth)
     mlp_ratio = (
         MODEL_SIZES[named].mlp_ratio
@@ -242,10 +265,11 @@ def infer_encoder_config(
         mlp_ratio=mlp_ratio,
         patch_size=patch,
         tubelet_size=tubelet,
-        num_frames=grid.depth * tubelet,
-        img_size=grid.height * patch,
+        num_frames=frames,
+        img_size=size,
         in_chans=in_chans,
         uniform_power=uniform_power,
+        positions=positions,
     )
 
 
@@ -257,7 +281,7 @@ def infer_predictor_config(
     source: str = "checkpoint",
 ) -> PredictorConfig:
     """Read the predictor architecture off its weights; heads default to the encoder's (as the official
-    trainer builds it)."""
+    V-JEPA trainer builds it), or 12 for RoPE (the released V-JEPA 2 predictors)."""
     embed = _need(state, "predictor_embed.weight", source)  # [d, D]
     d, width = embed.shape
     if width != encoder.embed_dim:
@@ -269,21 +293,29 @@ def infer_predictor_config(
     num_tokens = sum(1 for k in state if re.fullmatch(r"mask_tokens\.\d+", k))
     if num_tokens == 0:
         raise CheckpointError(f"{source}: the predictor has no mask_tokens.* entries")
-    grid, uniform_power = _grid_of(_need(state, "predictor_pos_embed", source), source, "predictor_pos_embed")
+    rope = encoder.positions == "rope"
+    if rope:  # no table: the encoder's clip size
+        frames, size, uniform_power = encoder.num_frames, encoder.img_size, encoder.uniform_power
+    else:
+        key = "predictor_pos_embed"
+        grid, uniform_power = _grid_of(_need(state, key, source), source, key)
+        frames, size = grid.depth * encoder.tubelet_size, grid.height * encoder.patch_size
     return PredictorConfig(
         embed_dim=encoder.embed_dim,
         predictor_embed_dim=d,
         depth=depth,
-        num_heads=num_heads or encoder.num_heads,
+        num_heads=num_heads or (VJEPA2_PREDICTOR_HEADS if rope else encoder.num_heads),
         num_mask_tokens=num_tokens,
         mlp_ratio=hidden / d,
         patch_size=encoder.patch_size,
         tubelet_size=encoder.tubelet_size,
-        num_frames=grid.depth * encoder.tubelet_size,
-        img_size=grid.height * encoder.patch_size,
+        num_frames=frames,
+        img_size=size,
         uniform_power=uniform_power,
         qkv_bias=encoder.qkv_bias,
         norm_eps=encoder.norm_eps,
+        positions=encoder.positions,
+        rope_grid=encoder.rope_grid,
     )
 
 
@@ -310,7 +342,8 @@ def _grid_of(table: Tensor, source: str, key: str):
     if inferred is None:
         raise CheckpointError(
             f"{source}: {key} of shape {tuple(table.shape)} is not a 3D sin-cos table, so the clip size "
-            f"cannot be inferred"
+            f"cannot be inferred (a V-JEPA 2 checkpoint with an unused {key}? convert it once with "
+            f"`vjepa convert FILE OUT_DIR --positions rope`, or load it with positions='rope')"
         )
     grid, uniform_power = inferred
     if grid.height != grid.width:
@@ -318,7 +351,7 @@ def _grid_of(table: Tensor, source: str, key: str):
     return grid, uniform_power
 
 
-def _heads(num_heads: int | None, d: int, depth: int, source: str) -> int:
+def _heads(num_heads: int | None, d: int, depth: int, source: str, rope: bool = False) -> int:
     if num_heads is not None:
         return num_heads
     named = size_name_of(d, depth)
@@ -327,6 +360,10 @@ def _heads(num_heads: int | None, d: int, depth: int, source: str) -> int:
             f"{source}: width {d} and depth {depth} match no named size, and the head count is not stored in "
             f"weights; pass num_heads (--num-heads)"
         )
+    if rope:  # the V-JEPA 2 model of this size (its giant has 22 heads)
+        preset = next((p for p in VJEPA2_MODELS.values() if p.size == named and p.num_heads), None)
+        if preset is not None:
+            return preset.num_heads  # type: ignore[return-value]
     return MODEL_SIZES[named].num_heads
 
 
@@ -366,13 +403,18 @@ class Pretrained:
         return self.models["predictor"]  # type: ignore[return-value]
 
 
-def load_pretrained(path: str | Path, *, num_heads: int | None = None) -> Pretrained:
-    """Load a checkpoint of either format: an official ``.pth.tar``/``.pt`` (or a bare encoder state dict),
-    or our directory / ``model.safetensors`` with its ``config.json``.
+def load_pretrained(
+    path: str | Path, *, num_heads: int | None = None, positions: PositionChoice = "auto"
+) -> Pretrained:
+    """Load a checkpoint of any format: an official V-JEPA / V-JEPA 2 ``.pth.tar``/``.pt`` (or a bare
+    encoder state dict), our directory / ``model.safetensors`` with its ``config.json``, or a Hugging Face
+    V-JEPA 2 folder (``config.json`` with ``"model_type": "vjepa2"``; its encoder is the ``target_encoder``).
 
     Args:
-        path: the file or our checkpoint directory.
+        path: the file or the directory.
         num_heads: the head count, needed for official weights whose size is not a named one.
+        positions: for official files: ``auto`` (RoPE when the encoder has no ``pos_embed``), ``sincos``
+            (V-JEPA) or ``rope`` (V-JEPA 2, also when the file holds an unused ``pos_embed``).
     """
     path = Path(path)
     export = run_folder_export(path)
@@ -381,9 +423,14 @@ def load_pretrained(path: str | Path, *, num_heads: int | None = None) -> Pretra
         loaded = _load_ours(export)
         loaded.meta["run_dir"] = str(path)
         return loaded
+    if path.is_dir():
+        from vjepa.interop.hf import is_hf_folder, load_hf
+
+        if is_hf_folder(path):
+            return load_hf(path).pretrained
     if path.is_dir() or path.suffix == ".safetensors":
         return _load_ours(path)
-    return load_official(path, num_heads=num_heads)
+    return load_official(path, num_heads=num_heads, positions=positions)
 
 
 def is_run_folder(path: str | Path) -> bool:
@@ -462,8 +509,24 @@ def load_encoder(
     return load_pretrained(path, num_heads=num_heads).encoder(which).eval()
 
 
-def load_official(path: str | Path, *, num_heads: int | None = None) -> Pretrained:
-    """Load an official pretraining checkpoint (or a bare encoder state dict) into our modules."""
+def load_official(
+    path: str | Path,
+    *,
+    num_heads: int | None = None,
+    positions: PositionChoice = "auto",
+    pred_num_heads: int | None = None,
+    img_size: int | None = None,
+) -> Pretrained:
+    """Load an official V-JEPA or V-JEPA 2 pretraining checkpoint (or a bare encoder state dict) into our
+    modules, strictly.
+
+    Args:
+        path: the file.
+        num_heads: encoder heads for sizes that are not named ones.
+        positions: see :func:`load_pretrained`.
+        pred_num_heads: predictor heads (default: the encoder's for V-JEPA, 12 for V-JEPA 2).
+        img_size: clip side recorded for V-JEPA 2 files (default 256; 384 for vitg-384).
+    """
     raw = safe_torch_load(path)
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"{path}: expected a dict of state dicts, found a {type(raw).__name__}")
@@ -482,15 +545,54 @@ def load_official(path: str | Path, *, num_heads: int | None = None) -> Pretrain
     first = "target_encoder" if "target_encoder" in mapped else "encoder"
     if first not in mapped:
         raise CheckpointError(f"{path}: holds a predictor but no encoder")
-    enc_cfg = infer_encoder_config(mapped[first], num_heads=num_heads, source=f"{path}[{first!r}]")
+    scheme = resolve_positions(mapped, first, positions, str(path))
+    ignored = _drop_unused_tables(mapped) if scheme == "rope" else []
+    enc_cfg = infer_encoder_config(
+        mapped[first], num_heads=num_heads, source=f"{path}[{first!r}]", positions=scheme, img_size=img_size
+    )
     pred_cfg = None
     if "predictor" in mapped:
-        pred_cfg = infer_predictor_config(mapped["predictor"], enc_cfg, source=f"{path}['predictor']")
-    meta = {"source": str(path), "format": "official"}
+        pred_cfg = infer_predictor_config(
+            mapped["predictor"], enc_cfg, num_heads=pred_num_heads, source=f"{path}['predictor']"
+        )
+    meta: dict[str, Any] = {"source": str(path), "format": "official", "positions": scheme}
+    if ignored:
+        meta["ignored_keys"] = ignored
     for key in ("epoch", "batch_size", "world_size", "lr"):
         if isinstance(raw.get(key), (int, float)):
             meta[key] = raw[key]
     return Pretrained(enc_cfg, pred_cfg, _build_all(mapped, enc_cfg, pred_cfg, str(path)), meta)
+
+
+def resolve_positions(
+    mapped: Mapping[str, Mapping[str, Tensor]], first: str, positions: PositionChoice, source: str
+) -> PositionScheme:
+    """The position scheme of an official file: as asked, or ``auto``: RoPE when the encoder holds no
+    ``pos_embed``. A file with a ``pos_embed`` and a predictor with V-JEPA 2's 10 mask tokens is ambiguous
+    (released V-JEPA 2 files may hold an unused table) and must be told."""
+    if positions != "auto":
+        return positions
+    if "pos_embed" not in mapped[first]:
+        return "rope"
+    tokens = sum(1 for k in mapped.get("predictor", {}) if re.fullmatch(r"mask_tokens\.\d+", k))
+    if tokens == VJEPA2_MASK_TOKENS:
+        raise CheckpointError(
+            f"{source}: holds a pos_embed and a predictor with {tokens} mask tokens, like a V-JEPA 2 checkpoint "
+            f"whose pos_embed is unused; say which it is: `vjepa convert FILE OUT_DIR --positions rope` (V-JEPA 2) "
+            f"or `--positions sincos` (V-JEPA), or positions= in Python"
+        )
+    return "sincos"
+
+
+def _drop_unused_tables(mapped: dict[str, dict[str, Tensor]]) -> list[str]:
+    """Remove the position tables a RoPE model does not use; returns the removed ``model.key`` names."""
+    dropped = []
+    for model, state in mapped.items():
+        key = "predictor_pos_embed" if model == "predictor" else "pos_embed"
+        if key in state:
+            del state[key]
+            dropped.append(f"{model}.{key}")
+    return dropped
 
 
 def _as_mapping(value: Any, source: str) -> Mapping[str, Any]:
@@ -600,9 +702,19 @@ def save_pretrained(
     return out_dir
 
 
-def convert_official(src: str | Path, out_dir: str | Path, *, num_heads: int | None = None) -> Path:
+def convert_official(
+    src: str | Path,
+    out_dir: str | Path,
+    *,
+    num_heads: int | None = None,
+    positions: PositionChoice = "auto",
+    pred_num_heads: int | None = None,
+    img_size: int | None = None,
+) -> Path:
     """``vjepa convert``: an official checkpoint -> our format (every model it holds, exact weights)."""
-    loaded = load_official(src, num_heads=num_heads)
+    loaded = load_official(
+        src, num_heads=num_heads, positions=positions, pred_num_heads=pred_num_heads, img_size=img_size
+    )
     meta = {k: v for k, v in loaded.meta.items() if k != "format"}
     meta["converted_from"] = meta.pop("source")
     return save_pretrained(out_dir, loaded.models, loaded.encoder_config, loaded.predictor_config, meta)

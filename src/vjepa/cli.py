@@ -24,21 +24,90 @@ def _models(args: argparse.Namespace) -> int:
 
 def _add_convert(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
-        "convert", help="convert an official .pth.tar checkpoint to our safetensors format"
+        "convert",
+        help="convert an official V-JEPA / V-JEPA 2 checkpoint or a Hugging Face V-JEPA 2 folder to our format",
+        description="Read an official pretraining checkpoint (V-JEPA .pth.tar, V-JEPA 2 .pt) or a Hugging Face "
+        "VJEPA2Model / VJEPA2ForVideoClassification folder and write our checkpoint folder (a classifier's probe "
+        "goes to OUT_DIR/probe). Every key is accounted for.",
     )
-    p.add_argument("checkpoint", help="official pretraining checkpoint (e.g. vitl16.pth.tar)")
+    p.add_argument("checkpoint", help="official file (e.g. vitl16.pth.tar, vitl.pt) or Hugging Face folder")
     p.add_argument("out_dir", help="folder to write model.safetensors and config.json into")
     p.add_argument(
         "--num-heads", type=int, default=None, help="head count, for sizes that are not named ones"
+    )
+    p.add_argument(
+        "--positions",
+        choices=["auto", "sincos", "rope"],
+        default="auto",
+        help="official files: sincos (V-JEPA), rope (V-JEPA 2, also when the file holds an unused pos_embed); "
+        "auto: rope when the encoder has no pos_embed",
+    )
+    p.add_argument(
+        "--pred-num-heads", type=int, default=None, help="predictor heads (default 12 for V-JEPA 2)"
+    )
+    p.add_argument(
+        "--img-size", type=int, default=None, help="V-JEPA 2 files: native clip side to record (default 256)"
+    )
+    p.add_argument(
+        "--rope-grid",
+        choices=["clip", "config"],
+        default="clip",
+        help="Hugging Face folders: read RoPE positions on the clip's grid (official) or on crop_size's "
+        "(transformers)",
     )
     p.set_defaults(func=_convert)
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from vjepa.checkpoint import convert_official
+    from pathlib import Path
 
-    out = convert_official(args.checkpoint, args.out_dir, num_heads=args.num_heads)
+    from vjepa.checkpoint import convert_official
+    from vjepa.interop.hf import convert_hf, is_hf_folder
+
+    if Path(args.checkpoint).is_dir() and is_hf_folder(args.checkpoint):
+        for out in convert_hf(args.checkpoint, args.out_dir, rope_grid=args.rope_grid):
+            print(f"wrote {out}")
+        return 0
+    out = convert_official(
+        args.checkpoint,
+        args.out_dir,
+        num_heads=args.num_heads,
+        positions=args.positions,
+        pred_num_heads=args.pred_num_heads,
+        img_size=args.img_size,
+    )
     print(f"wrote {out}")
+    return 0
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "export",
+        help="write a V-JEPA 2 checkpoint (and probe) as a Hugging Face VJEPA2Model / classifier folder",
+        description="Write config.json + model.safetensors that transformers' VJEPA2Model.from_pretrained (with "
+        "--probe: VJEPA2ForVideoClassification.from_pretrained) loads with every key, computing what vjepa "
+        "computes. transformers is not needed for this.",
+    )
+    p.add_argument(
+        "checkpoint", help="our checkpoint folder, an official V-JEPA 2 file or a Hugging Face folder"
+    )
+    p.add_argument("out_dir", help="folder to write the Hugging Face files into")
+    p.add_argument("--hf", action="store_true", required=True, help="the Hugging Face transformers format")
+    p.add_argument(
+        "--probe", default=None, help="probe folder or official probe file for the classifier head"
+    )
+    p.add_argument("--probe-head", type=int, default=None, help="which probe of an official V-JEPA 2 file")
+    p.add_argument("--which", choices=["target_encoder", "encoder"], default="target_encoder")
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from vjepa.interop.hf_export import export_hf
+
+    out = export_hf(
+        args.checkpoint, args.out_dir, probe=args.probe, probe_head=args.probe_head, which=args.which
+    )
+    print(f"wrote {out} ({'VJEPA2ForVideoClassification' if args.probe else 'VJEPA2Model'})")
     return 0
 
 
@@ -322,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_masks,
         _add_models,
         _add_convert,
+        _add_export,
         _add_encode,
     ):
         add(commands)

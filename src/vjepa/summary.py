@@ -8,7 +8,7 @@ import torch
 
 from vjepa.checkpoint import load_pretrained
 from vjepa.grid import TokenGrid
-from vjepa.models import MODEL_SIZES, VideoEncoder, build_encoder, encoder_config
+from vjepa.models import MODEL_SIZES, VJEPA2_MODELS, VideoEncoder, build_encoder, encoder_config
 
 
 def trainable_parameters(module: torch.nn.Module) -> int:
@@ -16,8 +16,9 @@ def trainable_parameters(module: torch.nn.Module) -> int:
 
 
 def count_encoder_parameters(name: str) -> int:
-    """Trainable parameters of a named size, counted from the config without allocating the model."""
-    size = MODEL_SIZES[name]
+    """Trainable parameters of a named size (or V-JEPA 2 model), counted from the config without allocating the
+    model (heads and positions do not change the count)."""
+    size = MODEL_SIZES[VJEPA2_MODELS[name].size if name in VJEPA2_MODELS else name]
     d, hidden, p = size.embed_dim, int(size.embed_dim * size.mlp_ratio), size.patch_size
     per_block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (hidden * d + hidden) + (d * hidden + d)
     return (3 * 2 * p * p * d + d) + size.depth * per_block + 2 * d
@@ -32,6 +33,14 @@ def print_model_table(num_frames: int = 16, img_size: int = 224) -> None:
         hidden = int(size.embed_dim * size.mlp_ratio)
         print(
             f"{name:<14}{size.embed_dim:>7}{size.depth:>7}{size.num_heads:>7}{hidden:>7}{size.patch_size:>7}"
+            f"{cfg.grid.num_tokens:>8}{count_encoder_parameters(name):>15,}"
+        )
+    print(f"\nV-JEPA 2 (3D RoPE, no position table; tokens of {num_frames} frames at the native size)")
+    print(f"{'name':<22}{'size':>6}{'width':>7}{'depth':>7}{'heads':>7}{'tokens':>8}{'params':>15}")
+    for name in VJEPA2_MODELS:
+        cfg = encoder_config(name, num_frames=num_frames)
+        print(
+            f"{name:<22}{cfg.img_size:>6}{cfg.embed_dim:>7}{cfg.depth:>7}{cfg.num_heads:>7}"
             f"{cfg.grid.num_tokens:>8}{count_encoder_parameters(name):>15,}"
         )
 

@@ -1,11 +1,18 @@
-"""Architecture only: the video encoder, the predictor, the building blocks and the named sizes."""
+"""Architecture only: the video encoder, the predictor, the building blocks and the named sizes.
+
+V-JEPA (sin-cos position table) and V-JEPA 2 (3D RoPE) models are the same modules with another position
+scheme (``EncoderConfig.positions``); ``build_encoder("vjepa2_vit_large")`` gives a released V-JEPA 2 size.
+"""
 
 from vjepa.models.encoder import VideoEncoder
 from vjepa.models.predictor import Predictor
 from vjepa.models.registry import (
     MODEL_SIZES,
+    VJEPA2_MODELS,
     EncoderConfig,
+    PositionScheme,
     PredictorConfig,
+    RopeGrid,
     canonical_name,
     encoder_config,
     predictor_config,
@@ -16,12 +23,17 @@ def build_encoder(
     name: str,
     *,
     num_frames: int = 16,
-    img_size: int = 224,
+    img_size: int | None = None,
     patch_size: int | None = None,
     tubelet_size: int = 2,
     uniform_power: bool = True,
+    positions: PositionScheme | None = None,
+    num_heads: int | None = None,
+    rope_grid: RopeGrid = "clip",
 ) -> VideoEncoder:
-    """A freshly initialized encoder of a named size (``tiny``, ``small``, ..., ``gigantic``)."""
+    """A freshly initialized encoder of a named size (``tiny``, ``small``, ..., ``gigantic``; sin-cos
+    positions, 224 pixels) or V-JEPA 2 model (``vjepa2_vit_large``, ``vjepa2_vit_huge``, ``vjepa2_vit_giant``
+    with 22 heads, ``vjepa2_vit_giant_384``; RoPE, 256 or 384 pixels). See :func:`encoder_config`."""
     return VideoEncoder(
         encoder_config(
             name,
@@ -30,6 +42,9 @@ def build_encoder(
             patch_size=patch_size,
             tubelet_size=tubelet_size,
             uniform_power=uniform_power,
+            positions=positions,
+            num_heads=num_heads,
+            rope_grid=rope_grid,
         )
     )
 
@@ -40,11 +55,12 @@ def build_predictor(
     predictor_embed_dim: int = 384,
     depth: int = 12,
     num_heads: int | None = None,
-    num_mask_tokens: int = 2,
+    num_mask_tokens: int | None = None,
     zero_init_mask_tokens: bool = True,
 ) -> Predictor:
-    """A freshly initialized predictor for ``encoder`` (the paper: width 384, depth 12, the encoder's heads,
-    one mask token per mask setting)."""
+    """A freshly initialized predictor for ``encoder``: width 384, depth 12, and as the released models of
+    the encoder's family: V-JEPA (sin-cos) the encoder's heads and 2 mask tokens (one per mask setting),
+    V-JEPA 2 (RoPE) 12 heads and 10 mask tokens."""
     config = encoder.config if isinstance(encoder, VideoEncoder) else encoder
     return Predictor(
         predictor_config(
@@ -61,6 +77,7 @@ def build_predictor(
 __all__ = [
     "build_predictor",
     "MODEL_SIZES",
+    "VJEPA2_MODELS",
     "EncoderConfig",
     "Predictor",
     "PredictorConfig",

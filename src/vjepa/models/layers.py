@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from vjepa.models.rope import RopeTables
+
 
 class Mlp(nn.Module):
     """Two linear layers with an exact (erf) GELU between them.
@@ -56,6 +58,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 class Attention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention`` (no mask, default scale).
 
+    With RoPE tables (V-JEPA 2), q and k are rotated by the tokens' positions before the attention; v never is.
+
     Args:
         dim: token width; must be divisible by ``num_heads``.
         num_heads: number of heads.
@@ -70,10 +74,14 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor) -> Tensor:  # [B, N, D] -> [B, N, D]
+    def forward(self, x: Tensor, rope: RopeTables | None = None) -> Tensor:  # [B, N, D] -> [B, N, D]
         b, n, d = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each [B, heads, N, dh]
+        if rope is not None:  # q and k rotated together: [2, B, heads, N, dh]
+            q, k = rope.rotate(qkv[:2]).unbind(0)
+            v = qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)  # each [B, heads, N, dh]
         return self.proj(_merge_heads(attention(q, k, v)))
 
 
@@ -97,39 +105,42 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor) -> Tensor:  # [B, N, D] -> [B, N, D]
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: Tensor, rope: RopeTables | None = None) -> Tensor:  # [B, N, D] -> [B, N, D]
+        x = x + self.attn(self.norm1(x), rope)
         return x + self.mlp(self.norm2(x))
 
 
-def run_block(block: nn.Module, x: Tensor, checkpointed: bool) -> Tensor:
-    """``block(x)``, recomputed in the backward pass instead of stored when ``checkpointed`` and gradients
-    are on (activation checkpointing; no effect under no_grad)."""
+def run_block(block: nn.Module, x: Tensor, checkpointed: bool, rope: RopeTables | None = None) -> Tensor:
+    """``block(x, rope)``, recomputed in the backward pass instead of stored when ``checkpointed`` and
+    gradients are on (activation checkpointing; no effect under no_grad)."""
     if checkpointed and torch.is_grad_enabled():
-        return checkpoint(block, x, use_reentrant=False)
-    return block(x)
+        return checkpoint(block, x, rope, use_reentrant=False)
+    return block(x, rope)
 
 
 class CrossAttention(nn.Module):
     """Queries attend to a token set (keys and values from the same tokens).
 
-    ``proj`` exists so that official probe checkpoints load strictly, but it is NOT applied: the released
-    probes were trained without it (official spec §8.1 item 1).
+    ``proj`` exists (V-JEPA layout) so that official V-JEPA probe checkpoints load strictly, but it is NOT
+    applied: the released probes were trained without it (official spec §8.1 item 1). The V-JEPA 2 code
+    removed it (``unused_proj=False``).
 
     Args:
         dim: width of queries and tokens.
         num_heads: attention heads.
         qkv_bias: bias on the q and kv projections.
+        unused_proj: hold the never-applied ``proj`` Linear (V-JEPA 1 checkpoints have it, V-JEPA 2 ones not).
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, unused_proj: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)  # kept for checkpoint compatibility, never applied
+        if unused_proj:
+            self.proj = nn.Linear(dim, dim)  # kept for checkpoint compatibility, never applied
 
     def forward(self, queries: Tensor, x: Tensor) -> Tensor:  # [B, Q, D], [B, N, D] -> [B, Q, D]
         b, n, d = x.shape
@@ -148,14 +159,21 @@ class CrossAttentionBlock(nn.Module):
         mlp_ratio: MLP hidden width factor.
         qkv_bias: bias on q and kv.
         norm_eps: LayerNorm epsilon (the official probe uses PyTorch's default 1e-5).
+        unused_proj: give the cross-attention its never-applied ``proj`` (V-JEPA 1 layout).
     """
 
     def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, norm_eps: float = 1e-5
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        norm_eps: float = 1e-5,
+        unused_proj: bool = True,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.xattn = CrossAttention(dim, num_heads, qkv_bias)
+        self.xattn = CrossAttention(dim, num_heads, qkv_bias, unused_proj)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from vjepa.grid import TokenGrid
+
+if TYPE_CHECKING:
+    from vjepa.models.registry import _GridConfig
 
 
 def axis_dims(dim: int, uniform_power: bool) -> tuple[int, int, int]:
@@ -58,6 +62,15 @@ def sincos_3d(dim: int, grid: TokenGrid, uniform_power: bool = True) -> Tensor:
         [sincos_1d(dt, t.flatten()), sincos_1d(dh, h.flatten()), sincos_1d(dw, w.flatten())], dim=1
     )
     return table[:, :dim].to(torch.float32)
+
+
+def register_table(module: nn.Module, name: str, dim: int, config: _GridConfig) -> None:
+    """Give ``module`` its fixed ``[1, N, dim]`` sin-cos table as buffer ``name`` (stored in the state dict,
+    never trained), or None when the config's positions are RoPE (then nothing is stored)."""
+    if config.positions == "sincos":  # type: ignore[attr-defined]
+        module.register_buffer(name, sincos_3d(dim, config.grid, config.uniform_power).unsqueeze(0))  # type: ignore[attr-defined]
+    else:
+        module.register_buffer(name, None)
 
 
 def resample(table: Tensor, source: TokenGrid, target: TokenGrid) -> Tensor:

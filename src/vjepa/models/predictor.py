@@ -9,6 +9,7 @@ from vjepa.grid import TokenGrid
 from vjepa.models import pos_embed
 from vjepa.models.layers import Block, init_weights, run_block
 from vjepa.models.registry import PredictorConfig
+from vjepa.models.rope import RopeTables, tables_for
 from vjepa.models.tokens import gather_tokens
 
 
@@ -17,7 +18,9 @@ class Predictor(nn.Module):
 
     The sequence is the embedded context tokens followed by one mask token per target position (the mask
     token of the current mask setting plus the target's position); no re-ordering. The outputs at the mask
-    tokens, projected back to the encoder width, are the predictions.
+    tokens, projected back to the encoder width, are the predictions. Positions are a sin-cos table added to
+    the tokens (V-JEPA) or RoPE in every block (V-JEPA 2; the official code sorts the tokens by position
+    first, which attention does not depend on).
 
     Args:
         config: the architecture.
@@ -31,9 +34,8 @@ class Predictor(nn.Module):
         self.mask_tokens = nn.ParameterList(
             nn.Parameter(torch.zeros(1, 1, d)) for _ in range(config.num_mask_tokens)
         )
-        self.register_buffer(
-            "predictor_pos_embed", pos_embed.sincos_3d(d, config.grid, config.uniform_power).unsqueeze(0)
-        )  # [1, N, d]
+        self.predictor_pos_embed: Tensor | None  # [1, N, d], or None with RoPE
+        pos_embed.register_table(self, "predictor_pos_embed", d, config)
         self.predictor_blocks = nn.ModuleList(
             Block(d, config.num_heads, config.mlp_ratio, config.qkv_bias, config.norm_eps)
             for _ in range(config.depth)
@@ -66,12 +68,25 @@ class Predictor(nn.Module):
         Returns:
             ``[B, K_tgt, D]`` predictions, in the order of ``target_index``.
         """
-        positions = pos_embed.resample(self.predictor_pos_embed, self.config.grid, grid or self.config.grid)
-        x = self.predictor_embed(context) + gather_tokens(positions, context_index)  # [B, K_ctx, d]
+        grid = grid or self.config.grid
         token = self.mask_tokens[mask_index % len(self.mask_tokens)]  # [1, 1, d]
-        queries = token + gather_tokens(positions, target_index)  # [B, K_tgt, d]
+        rope = None
+        if self.predictor_pos_embed is not None:
+            positions = pos_embed.resample(self.predictor_pos_embed, self.config.grid, grid)
+            x = self.predictor_embed(context) + gather_tokens(positions, context_index)  # [B, K_ctx, d]
+            queries = token + gather_tokens(positions, target_index)  # [B, K_tgt, d]
+        else:
+            x = self.predictor_embed(context)  # [B, K_ctx, d]
+            queries = token.expand(target_index.shape[0], target_index.shape[1], -1)  # [B, K_tgt, d]
+            rope = self._rope(torch.cat([context_index, target_index], dim=1), grid)
         x = torch.cat([x, queries], dim=1)  # [B, K_ctx + K_tgt, d]
         for block in self.predictor_blocks:
-            x = run_block(block, x, self.grad_checkpointing)
+            x = run_block(block, x, self.grad_checkpointing, rope)
         x = self.predictor_norm(x[:, context.shape[1] :])  # [B, K_tgt, d]
         return self.predictor_proj(x)  # [B, K_tgt, D]
+
+    def _rope(self, index: Tensor, grid: TokenGrid) -> RopeTables:
+        c = self.config
+        layout = grid if c.rope_grid == "clip" else c.grid
+        head_dim = c.predictor_embed_dim // c.num_heads
+        return tables_for(index, grid, layout, head_dim, self.predictor_embed.weight.device)

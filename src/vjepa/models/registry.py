@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Literal, get_args
 
 from vjepa.grid import TokenGrid
+
+PositionScheme = Literal["sincos", "rope"]
+RopeGrid = Literal["clip", "config"]
 
 
 class _GridConfig:
@@ -18,7 +22,8 @@ class _GridConfig:
 
     @property
     def grid(self) -> TokenGrid:
-        """The token grid the position table is laid out on."""
+        """The token grid of the clips the model is built for (the position table's, or the layout of RoPE
+        positions when ``rope_grid="config"``)."""
         return TokenGrid.from_clip(
             self.num_frames,
             self.img_size,
@@ -53,6 +58,11 @@ class EncoderConfig(_GridConfig):
         uniform_power: position-table layout; True in every released model.
         qkv_bias: bias on the qkv projections.
         norm_eps: LayerNorm epsilon inside the blocks and of the final norm.
+        positions: ``sincos`` (V-JEPA: a fixed 3D table added to the tokens) or ``rope`` (V-JEPA 2: 3D rotary
+            embedding of q and k in every block, no table).
+        rope_grid: where RoPE positions are read: ``clip`` (the official code: each token's (t, h, w) on the
+            grid of the clip being encoded) or ``config`` (Hugging Face: token indices laid out on the grid
+            of ``img_size``; differs from ``clip`` only for clips of another resolution).
     """
 
     embed_dim: int
@@ -67,11 +77,14 @@ class EncoderConfig(_GridConfig):
     uniform_power: bool = True
     qkv_bias: bool = True
     norm_eps: float = 1e-6
+    positions: PositionScheme = "sincos"
+    rope_grid: RopeGrid = "clip"
 
     def __post_init__(self) -> None:
         _check_positive(self, ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size", "in_chans"))
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        _check_positions(self, self.embed_dim // self.num_heads)
         if self.num_frames < self.tubelet_size or self.img_size < self.patch_size:
             raise ValueError(
                 f"num_frames={self.num_frames}, img_size={self.img_size} give no token with "
@@ -93,6 +106,8 @@ class PredictorConfig(_GridConfig):
         patch_size, tubelet_size, num_frames, img_size: the grid of its position table (the encoder's).
         uniform_power: position-table layout.
         zero_init_mask_tokens: mask tokens start at zero (paper) instead of N(0, 0.02^2).
+        positions, rope_grid: the position scheme, as for the encoder (the official trainer uses the
+            encoder's).
     """
 
     embed_dim: int
@@ -109,6 +124,8 @@ class PredictorConfig(_GridConfig):
     qkv_bias: bool = True
     norm_eps: float = 1e-6
     zero_init_mask_tokens: bool = True
+    positions: PositionScheme = "sincos"
+    rope_grid: RopeGrid = "clip"
 
     def __post_init__(self) -> None:
         _check_positive(self, ("embed_dim", "predictor_embed_dim", "depth", "num_heads", "num_mask_tokens"))
@@ -116,6 +133,7 @@ class PredictorConfig(_GridConfig):
             raise ValueError(
                 f"predictor_embed_dim {self.predictor_embed_dim} is not divisible by num_heads {self.num_heads}"
             )
+        _check_positions(self, self.predictor_embed_dim // self.num_heads)
 
 
 @dataclass(frozen=True)
@@ -142,16 +160,74 @@ MODEL_SIZES: dict[str, ModelSize] = {
 }
 
 
+@dataclass(frozen=True)
+class Vjepa2Model:
+    """A released V-JEPA 2 encoder: a named size with RoPE positions, at its native resolution.
+
+    Args:
+        size: the :data:`MODEL_SIZES` entry.
+        img_size: native clip side in pixels.
+        num_heads: head count when it differs from the size's (V-JEPA 2's giant: 22, official
+            ``vit_giant_xformers``).
+    """
+
+    size: str
+    img_size: int = 256
+    num_heads: int | None = None
+
+
+# The official hub entries vjepa2_vit_large / _huge / _giant / _giant_384 (Hugging Face: vjepa2-vitl-fpc64-256,
+# vjepa2-vith-fpc64-256, vjepa2-vitg-fpc64-256, vjepa2-vitg-fpc64-384).
+VJEPA2_MODELS: dict[str, Vjepa2Model] = {
+    "vjepa2_vit_large": Vjepa2Model("vit_large"),
+    "vjepa2_vit_huge": Vjepa2Model("vit_huge"),
+    "vjepa2_vit_giant": Vjepa2Model("vit_giant", num_heads=22),
+    "vjepa2_vit_giant_384": Vjepa2Model("vit_giant", img_size=384, num_heads=22),
+}
+# The released V-JEPA 2 predictors (all sizes): width 384, 12 blocks, 12 heads, 10 mask tokens.
+VJEPA2_PREDICTOR_HEADS = 12
+VJEPA2_MASK_TOKENS = 10
+
+
 def canonical_name(name: str) -> str:
-    """``"large"``, ``"vit_large"``, ``"ViT-L"``-style spellings are accepted; returns ``"vit_large"``."""
+    """A named size (``"large"``, ``"vit_large"``, ``"ViT-L"``, ``"vitl"`` -> ``"vit_large"``) or a V-JEPA 2
+    model (``"vjepa2_vit_large"``, ``"vjepa2-vitg-384"`` -> ``"vjepa2_vit_giant_384"``)."""
     key = name.lower().replace("-", "_")
+    if key.startswith("vjepa2_"):
+        rest, suffix = key[len("vjepa2_") :], ""
+        for res in ("_256", "_384"):
+            if rest.endswith(res):
+                rest, suffix = rest[: -len(res)], res if res != "_256" else ""
+        try:
+            full = "vjepa2_" + _size_name(rest) + suffix
+        except ValueError:
+            full = ""
+        if full not in VJEPA2_MODELS:
+            raise ValueError(f"unknown V-JEPA 2 model {name!r}; known: {', '.join(VJEPA2_MODELS)}")
+        return full
+    return _size_name(key, name)
+
+
+def model_size(name: str) -> ModelSize:
+    """The architecture size of a named size or V-JEPA 2 model (see :func:`canonical_name`)."""
+    key = canonical_name(name)
+    preset = VJEPA2_MODELS.get(key)
+    return MODEL_SIZES[preset.size if preset else key]
+
+
+def _size_name(key: str, name: str | None = None) -> str:
     short = {"t": "tiny", "s": "small", "b": "base", "l": "large", "h": "huge", "g": "giant"}
+    if key.startswith("vit") and not key.startswith("vit_"):
+        key = "vit_" + key[3:]
     if key.startswith("vit_") and key[4:] in short:
         key = "vit_" + short[key[4:]]
     if not key.startswith("vit_"):
         key = "vit_" + key
     if key not in MODEL_SIZES:
-        raise ValueError(f"unknown model size {name!r}; known: {', '.join(MODEL_SIZES)}")
+        raise ValueError(
+            f"unknown model size {name or key!r}; known: {', '.join(MODEL_SIZES)}, or a V-JEPA 2 model: "
+            f"{', '.join(VJEPA2_MODELS)}"
+        )
     return key
 
 
@@ -159,23 +235,39 @@ def encoder_config(
     name: str,
     *,
     num_frames: int = 16,
-    img_size: int = 224,
+    img_size: int | None = None,
     patch_size: int | None = None,
     tubelet_size: int = 2,
     uniform_power: bool = True,
+    positions: PositionScheme | None = None,
+    num_heads: int | None = None,
+    rope_grid: RopeGrid = "clip",
 ) -> EncoderConfig:
-    """The config of a named size (``tiny`` .. ``gigantic``) for clips of ``num_frames`` x ``img_size``^2."""
-    size = MODEL_SIZES[canonical_name(name)]
+    """The config of a named size (``tiny`` .. ``gigantic``) or V-JEPA 2 model (``vjepa2_vit_large`` ..) for
+    clips of ``num_frames`` x ``img_size``^2.
+
+    Args:
+        name: see :func:`canonical_name`.
+        img_size: None: 224 for named sizes, the native resolution (256 or 384) for V-JEPA 2 models.
+        positions: None: ``sincos`` for named sizes, ``rope`` for V-JEPA 2 models.
+        num_heads: None: the size's (V-JEPA 2's giant: 22).
+        num_frames, patch_size, tubelet_size, uniform_power, rope_grid: see :class:`EncoderConfig`.
+    """
+    key = canonical_name(name)
+    preset = VJEPA2_MODELS.get(key)
+    size = MODEL_SIZES[preset.size if preset else key]
     return EncoderConfig(
         embed_dim=size.embed_dim,
         depth=size.depth,
-        num_heads=size.num_heads,
+        num_heads=num_heads or (preset and preset.num_heads) or size.num_heads,
         mlp_ratio=size.mlp_ratio,
         patch_size=patch_size or size.patch_size,
         tubelet_size=tubelet_size,
         num_frames=num_frames,
-        img_size=img_size,
+        img_size=img_size or (preset.img_size if preset else 224),
         uniform_power=uniform_power,
+        positions=positions or ("rope" if preset else "sincos"),
+        rope_grid=rope_grid,
     )
 
 
@@ -185,17 +277,24 @@ def predictor_config(
     predictor_embed_dim: int = 384,
     depth: int = 12,
     num_heads: int | None = None,
-    num_mask_tokens: int = 2,
+    num_mask_tokens: int | None = None,
     zero_init_mask_tokens: bool = True,
 ) -> PredictorConfig:
-    """The predictor for ``encoder``, as the official trainer builds it: the encoder's head count and grid,
-    MLP ratio 4 whatever the encoder's."""
+    """The predictor for ``encoder``, as the official trainers build it: the encoder's grid and position
+    scheme, MLP ratio 4 whatever the encoder's.
+
+    Args:
+        num_heads: None: the encoder's head count (V-JEPA) or 12 (V-JEPA 2, RoPE encoders).
+        num_mask_tokens: None: 2 (V-JEPA) or 10 (V-JEPA 2), as in the released predictors.
+    """
+    rope = encoder.positions == "rope"
+    default_heads = VJEPA2_PREDICTOR_HEADS if rope else encoder.num_heads
     return PredictorConfig(
         embed_dim=encoder.embed_dim,
         predictor_embed_dim=predictor_embed_dim,
         depth=depth,
-        num_heads=num_heads or encoder.num_heads,
-        num_mask_tokens=num_mask_tokens,
+        num_heads=num_heads or default_heads,
+        num_mask_tokens=num_mask_tokens or (VJEPA2_MASK_TOKENS if rope else 2),
         patch_size=encoder.patch_size,
         tubelet_size=encoder.tubelet_size,
         num_frames=encoder.num_frames,
@@ -204,6 +303,8 @@ def predictor_config(
         qkv_bias=encoder.qkv_bias,
         norm_eps=encoder.norm_eps,
         zero_init_mask_tokens=zero_init_mask_tokens,
+        positions=encoder.positions,
+        rope_grid=encoder.rope_grid,
     )
 
 
@@ -220,6 +321,16 @@ def _check_positive(cfg: object, names: tuple[str, ...]) -> None:
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{type(cfg).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+def _check_positions(cfg: object, head_dim: int) -> None:
+    positions, rope_grid = cfg.positions, cfg.rope_grid  # type: ignore[attr-defined]
+    if positions not in get_args(PositionScheme):
+        raise ValueError(f"{type(cfg).__name__}.positions must be 'sincos' or 'rope', got {positions!r}")
+    if rope_grid not in get_args(RopeGrid):
+        raise ValueError(f"{type(cfg).__name__}.rope_grid must be 'clip' or 'config', got {rope_grid!r}")
+    if positions == "rope" and head_dim < 6:
+        raise ValueError(f"{type(cfg).__name__}: 3D RoPE needs >= 6 channels per head, got {head_dim}")
 
 
 def _known(cls: type, data: dict, what: str) -> dict:

@@ -29,6 +29,10 @@ TeacherWeights = Literal["target_encoder", "encoder"]
 PrecisionName = Literal["fp32", "bf16"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 MetricsFormat = Literal["jsonl", "csv"]
+LRScheduleName = Literal["warmup_cosine", "linear_decay", "wsd"]
+PositionsName = Literal["sincos", "rope"]
+MaskTokenUse = Literal["per_setting", "shared"]
+StrategyName = Literal["ddp", "fsdp"]
 
 
 @dataclass
@@ -145,7 +149,9 @@ class ModelConfig:
     """The encoder and predictor architectures.
 
     Args:
-        name: encoder size (``vit_tiny`` .. ``vit_gigantic``; see ``vjepa models``).
+        name: encoder size (``vit_tiny`` .. ``vit_gigantic``) or V-JEPA 2 model (``vjepa2_vit_large`` ..
+            ``vjepa2_vit_giant``); see ``vjepa models``.
+        positions: ``sincos`` (V-JEPA) or ``rope`` (V-JEPA 2); None: the name's (``rope`` for ``vjepa2_*``).
         patch_size: spatial patch side (None: the size's default, 16).
         tubelet_size: frames per tubelet.
         uniform_power: position-table layout (True in every released model).
@@ -153,9 +159,16 @@ class ModelConfig:
         pred_embed_dim: predictor width.
         pred_num_heads: predictor heads (None: the encoder's, as the official trainer).
         zero_init_mask_tokens: mask tokens start at zero.
+        pred_mask_tokens: ``per_setting`` (V-JEPA: one learned mask token per mask setting) or ``shared``
+            (the official V-JEPA 2 trainer indexes mask tokens by clip length, so with one clip length every
+            mask setting uses the same token).
+        init_from: start from the weights (encoder, target encoder, predictor) of this checkpoint with a fresh
+            optimizer and schedule, as the official V-JEPA 2 cooldown stage (``anneal_ckpt``): a run
+            directory's ``checkpoints/latest.pt``, an ``export/`` folder or an official file.
     """
 
     name: str = "vit_large"
+    positions: PositionsName | None = None
     patch_size: int | None = None
     tubelet_size: int = 2
     uniform_power: bool = True
@@ -163,6 +176,8 @@ class ModelConfig:
     pred_embed_dim: int = 384
     pred_num_heads: int | None = None
     zero_init_mask_tokens: bool = True
+    pred_mask_tokens: MaskTokenUse = "per_setting"
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         from vjepa.models.registry import canonical_name
@@ -201,6 +216,10 @@ class OptimizationConfig:
         clip_grad: max gradient norm, applied separately to the encoder and the predictor once the epoch
             exceeds ``warmup`` (as official); None never clips.
         accumulation_steps: micro-batches per optimizer step.
+        lr_schedule: ``warmup_cosine`` (V-JEPA; with ``final_lr == lr`` V-JEPA 2's warmup-then-constant main
+            stage), ``linear_decay`` (V-JEPA 2's cooldown: ``lr`` to ``final_lr``, no warmup) or ``wsd``
+            (warmup, constant, then linear to ``final_lr`` over the last ``cooldown`` epochs, in one run).
+        cooldown: length of ``wsd``'s decay, in epochs.
     """
 
     epochs: int = 300
@@ -218,9 +237,15 @@ class OptimizationConfig:
     eps: float = 1e-8
     clip_grad: float | None = 10.0
     accumulation_steps: int = 1
+    lr_schedule: LRScheduleName = "warmup_cosine"
+    cooldown: float = 0.0
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "ipe", "accumulation_steps")
+        if self.cooldown < 0 or (self.lr_schedule == "wsd") != (self.cooldown > 0):
+            raise ValueError(
+                f"cooldown (epochs of decay) must be > 0 with lr_schedule 'wsd' and 0 otherwise, got {self.cooldown}"
+            )
         if self.ipe_scale < 1.0:
             raise ValueError(f"ipe_scale must be >= 1, got {self.ipe_scale}")
         if self.warmup < 0:
@@ -369,6 +394,10 @@ class RuntimeConfig:
         seed: run seed (model init, data order, augmentations, masks).
         activation_checkpointing: recompute block activations in the backward pass (less memory).
         compile: ``torch.compile`` the encoders and the predictor.
+        strategy: how several processes share the work (see ``docs/distributed.md``): ``ddp`` (a full replica
+            per process, single-file checkpoints) or ``fsdp`` (FSDP2: parameters, gradients and optimizer
+            state sharded per transformer block; bf16 parameters on CUDA; sharded checkpoints written by every
+            rank). A single process trains the same either way; ``fsdp`` then still writes sharded checkpoints.
     """
 
     device: DeviceChoice = "auto"
@@ -377,6 +406,7 @@ class RuntimeConfig:
     seed: int = 234
     activation_checkpointing: bool = False
     compile: bool = False
+    strategy: StrategyName = "ddp"
 
 
 @dataclass
@@ -403,9 +433,9 @@ class PretrainConfig:
 
 def _check_clip_fits_model(data: DataConfig, model: ModelConfig) -> None:
     """The clip must split into whole tubelets and patches, and the predictor width into its heads."""
-    from vjepa.models.registry import MODEL_SIZES
+    from vjepa.models.registry import model_size
 
-    size = MODEL_SIZES[model.name]
+    size = model_size(model.name)
     patch = model.patch_size or size.patch_size
     if data.num_frames % model.tubelet_size:
         raise InvalidValue(
@@ -428,9 +458,11 @@ def _check_clip_fits_model(data: DataConfig, model: ModelConfig) -> None:
 # Keys whose change does not alter the maths of a run, so a resumed run may differ in them.
 RESUMABLE_CHANGES = (
     "logging.",
+    "model.init_from",
     "runtime.threads",
     "runtime.compile",
     "runtime.activation_checkpointing",
+    "runtime.strategy",
     "runtime.device",
     "data.num_workers",
     "data.datasets",

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import math
@@ -28,19 +27,27 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 
-from vjepa.checkpoint import load_pretrained, save_pretrained
+from vjepa.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from vjepa.config import ConfigError, save_config, to_dict
 from vjepa.grid import TokenGrid
 from vjepa.masks import MaskedBatch
 from vjepa.models import VideoEncoder, build_encoder, build_predictor
 from vjepa.pretrain.config import PretrainConfig
 from vjepa.pretrain.data import build_stream
+from vjepa.pretrain.distributed import (
+    Sharding,
+    full_objective,
+    gradient_sync,
+    plain_tensor,
+    prepare_objective,
+    wrap_for_training,
+)
 from vjepa.pretrain.metrics import MetricsWriter
 from vjepa.pretrain.monitors import CollapseMonitor
 from vjepa.pretrain.objective import JEPAObjective, ObjectiveOutput
 from vjepa.pretrain.optim import build_optimizer, param_groups, set_lr_and_wd
+from vjepa.pretrain.resume import adapt_saved_config, checkpoint_world_size, restore_training
 from vjepa.pretrain.rundir import (
     RunDir,
     check_can_start,
@@ -51,15 +58,14 @@ from vjepa.pretrain.rundir import (
     saved_config,
 )
 from vjepa.pretrain.schedules import Schedules
+from vjepa.pretrain.sharded import checkpoint_summary, save_sharded
 from vjepa.pretrain.state import (
     LATEST,
     complete_kept_checkpoint,
-    load_training_state,
     periodic_name,
-    restore_models,
     save_training_state,
-    set_rng_state,
 )
+from vjepa.pretrain.warm_start import warm_start
 from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup, teardown
 
 
@@ -103,12 +109,13 @@ class Trainer:
     """The objects a step needs.
 
     Args:
-        objective: the unwrapped objective (encoder, predictor, target encoder, pixel head).
+        objective: the unwrapped (or sharded) objective (encoder, predictor, target encoder, pixel head).
         model: what is called for the forward: ``objective``, or DDP around it.
         optimizer: AdamW over the official groups.
         schedules: LR / WD / momentum as functions of the step.
         precision: ``fp32`` or ``bf16``.
         runtime: device and ranks.
+        sharding: set when ``runtime.strategy: fsdp`` sharded the objective over several processes.
     """
 
     objective: JEPAObjective
@@ -117,6 +124,7 @@ class Trainer:
     schedules: Schedules
     precision: Precision
     runtime: Runtime
+    sharding: Sharding | None = None
 
     @property
     def predictor_parts(self) -> list[nn.Module]:
@@ -159,13 +167,14 @@ def build_objective(config: PretrainConfig) -> JEPAObjective:
         patch_size=m.patch_size,
         tubelet_size=m.tubelet_size,
         uniform_power=m.uniform_power,
+        positions=m.positions,
     )
     predictor = build_predictor(
         encoder,
         predictor_embed_dim=m.pred_embed_dim,
         depth=m.pred_depth,
         num_heads=m.pred_num_heads,
-        num_mask_tokens=config.masks.num_settings,
+        num_mask_tokens=1 if m.pred_mask_tokens == "shared" else config.masks.num_settings,
         zero_init_mask_tokens=m.zero_init_mask_tokens,
     )
     return JEPAObjective(
@@ -254,8 +263,7 @@ def train_step(trainer: Trainer, micro_batches: Sequence[MaskedBatch], step: int
     loss_sum: Tensor | None = None
     out: ObjectiveOutput | None = None
     for i, batch in enumerate(micro_batches):
-        sync = i == n - 1 or not isinstance(trainer.model, DistributedDataParallel)
-        with contextlib.nullcontext() if sync else trainer.model.no_sync():
+        with gradient_sync(trainer.model, enabled=i == n - 1):
             with autocast(trainer.precision, trainer.runtime.device):
                 out = trainer.model(batch.clips, batch.masks, step=step)
             (out.loss / n).backward()
@@ -304,8 +312,8 @@ def _grad_norm(params: Iterator[nn.Parameter], max_norm: float | None) -> Tensor
     if not params:
         return torch.zeros(())
     if max_norm is None:
-        return torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
-    return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        return plain_tensor(torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True))
+    return plain_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True))
 
 
 def _detached(out: ObjectiveOutput) -> ObjectiveOutput:
@@ -351,11 +359,14 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
     run = inspect_run_dir(run_dir)
     check_can_start(run, resume)
     if run.holds_run:
-        check_compatible(saved_config(run), config, run.config_path)
+        saved = saved_config(run)
+        if run.checkpoint is not None:
+            saved = adapt_saved_config(saved, config, checkpoint_world_size(run.checkpoint), runtime)
+        check_compatible(saved, config, run.config_path)
     stream = build_stream(config, clip_token_grid(config), pin_memory=runtime.device.type == "cuda")
 
     seed_everything(config.runtime.seed)
-    objective = build_objective(config).to(runtime.device)
+    objective, sharding = prepare_objective(build_objective(config), config.runtime, runtime)
     groups = param_groups(objective.encoder, [objective.predictor, objective.pixel_head or nn.Identity()])
     optimizer = build_optimizer(
         groups, betas=config.optimization.betas, eps=config.optimization.eps, device=runtime.device
@@ -363,30 +374,25 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
 
     start_step, last_loss = 0, float("nan")
     if run.checkpoint is not None:
-        state = load_training_state(run.checkpoint)
-        restore_models(state, model_parts(objective), str(run.checkpoint))
-        optimizer.load_state_dict(state["optimizer"])
-        stream.load_state_dict(state["data"])
-        set_rng_state(state["rng"])
-        start_step, last_loss = int(state["step"]), float(state.get("loss", float("nan")))
+        parts = model_parts(objective)
+        start_step, last_loss = restore_training(run.checkpoint, parts, objective, optimizer, stream, runtime)
         log(runtime, f"resuming {run_dir} at step {start_step} from {run.checkpoint}")
+    elif config.model.init_from:  # a new stage from another run's weights (V-JEPA 2 cooldown)
+        for line in warm_start(model_parts(objective), config.model.init_from):
+            log(runtime, f"init_from: {line}")
     _barrier(runtime)  # every rank has set up before rank 0 writes into the directory
     if runtime.is_main:
         _start_writing(config, run, start_step, runtime)
 
-    if config.runtime.activation_checkpointing:
-        objective.encoder.grad_checkpointing = True
-        objective.predictor.grad_checkpointing = True
-    if config.runtime.compile:
-        for module in (objective.encoder, objective.predictor, objective.target_encoder):
-            if module is not None:
-                module.compile()
-    model: nn.Module = objective
-    if runtime.distributed:
-        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        model = DistributedDataParallel(objective, device_ids=device_ids, broadcast_buffers=False)
+    model = wrap_for_training(objective, runtime)
     trainer = Trainer(
-        objective, model, optimizer, Schedules(config.optimization), config.runtime.precision, runtime
+        objective,
+        model,
+        optimizer,
+        Schedules(config.optimization),
+        config.runtime.precision,
+        runtime,
+        sharding,
     )
     return _train(config, run, trainer, stream, start_step, last_loss)
 
@@ -398,7 +404,7 @@ def _start_writing(config: PretrainConfig, run: RunDir, start_step: int, runtime
         log(runtime, f"removed {tmp}, left by a write that was killed")
     run.path.mkdir(parents=True, exist_ok=True)
     save_config(config, run.config_path)
-    if run.checkpoint is not None:
+    if run.checkpoint is not None and run.checkpoint.name == LATEST:
         kept = complete_kept_checkpoint(run.checkpoint_dir, start_step, config.logging.keep_every)
         if kept is not None:
             log(runtime, f"wrote {kept}, the kept checkpoint the last session was killed before writing")
@@ -467,17 +473,21 @@ def _train(
                 window_start, window_steps = time.perf_counter(), 0
             step += 1
             if step % logcfg.checkpoint_every == 0 or step == total:
-                latest = run.checkpoint_dir / LATEST
-                _save(config, trainer, stream, step, result.loss, latest)
+                latest = _save(config, trainer, stream, step, result.loss, run.checkpoint_dir / LATEST)
             if logcfg.keep_every is not None and step % logcfg.keep_every == 0:
-                _save(config, trainer, stream, step, result.loss, run.checkpoint_dir / periodic_name(step))
+                kept = _save(
+                    config, trainer, stream, step, result.loss, run.checkpoint_dir / periodic_name(step)
+                )
+                latest = kept if config.runtime.strategy == "fsdp" else latest
     finally:
         if bar is not None:
             bar.close()
         if metrics is not None:
             metrics.close()
-    if logcfg.export and runtime.is_main and not export_is_complete(run, step):
-        _export(config, trainer.objective, run.export_dir, step)
+    if logcfg.export and not export_is_complete(run, step):
+        plain = full_objective(trainer.objective, trainer.sharding, runtime)  # every rank, when sharded
+        if runtime.is_main:
+            _export(config, plain, run.export_dir, step)
     last = result.loss if result is not None else last_loss
     log(runtime, f"done: {step} steps in {run.path} (last loss {last:.4f})")
     return FitResult(run.path, start_step, step, last, latest)
@@ -521,8 +531,26 @@ def _metrics_row(result: StepResult, step: int, ipe: int, clips_per_s: float, st
     return row
 
 
-def _save(config: PretrainConfig, trainer: Trainer, stream, step: int, loss: float, path: Path) -> None:
-    """Write a checkpoint from rank 0; first check that every rank holds the same weights."""
+def _save(config: PretrainConfig, trainer: Trainer, stream, step: int, loss: float, path: Path) -> Path:
+    """Write a checkpoint from rank 0; first check that every rank holds the same weights. With
+    ``runtime.strategy: fsdp`` every rank writes its shards instead (:mod:`vjepa.pretrain.sharded`; the folder
+    is named by the step, whatever ``path``). Returns the checkpoint written."""
+    if config.runtime.strategy == "fsdp":
+        extra = {
+            "data": stream.state_dict(),
+            "config": to_dict(config),
+            "world_size": trainer.runtime.world_size,
+            "loss": loss,
+        }
+        return save_sharded(
+            path.parent,
+            step=step,
+            objective=trainer.objective,
+            optimizer=trainer.optimizer,
+            extra=extra,
+            runtime=trainer.runtime,
+            keep_every=config.logging.keep_every,
+        )
     if trainer.runtime.distributed:
         check_ranks_in_sync(trainer.objective, trainer.runtime, step)
     if trainer.runtime.is_main:
@@ -537,6 +565,7 @@ def _save(config: PretrainConfig, trainer: Trainer, stream, step: int, loss: flo
             loss=loss,
         )
     _barrier(trainer.runtime)
+    return path
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -574,8 +603,8 @@ def _export(config: PretrainConfig, objective: JEPAObjective, out_dir: Path, ste
 
 def _checkpoint_step(path: Path) -> int | str:
     try:
-        return int(load_training_state(path)["step"])
-    except (ValueError, KeyError):
+        return int(checkpoint_summary(path)["step"])
+    except (ValueError, KeyError, CheckpointError):
         return "?"
 
 

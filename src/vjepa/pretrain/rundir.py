@@ -5,7 +5,8 @@ Layout::
     config.yaml           the resolved config (written once the run has really started: models built,
                           data indexes read, checkpoint restored; a failed start leaves nothing behind)
     metrics.jsonl|csv     one row per logged step
-    checkpoints/          latest.pt, and step_XXXXXXX.pt when logging.keep_every is set
+    checkpoints/          latest.pt, and step_XXXXXXX.pt when logging.keep_every is set; with
+                          runtime.strategy=fsdp, sharded step_XXXXXXX/ folders (vjepa.pretrain.sharded)
     tb/                   TensorBoard events (when installed)
     export/               the final models in vjepa's safetensors format
 
@@ -14,24 +15,25 @@ serves both the first start and every requeue of a preemptible job). A directory
 continued with ``--resume`` and otherwise refused; a non-empty directory without a run is always refused.
 Nothing is ever overwritten silently.
 
-A resumed session first removes the temporary files that writes killed mid-way left in the run's own
-folders, then finishes what the killed session did not: the kept checkpoint of the latest step, and the
+A resumed session first removes the temporary files (and ``.step_XXXXXXX.partial/`` folders of sharded
+checkpoints) that writes killed mid-way left in the run's own folders, then finishes what the killed session did not: the kept checkpoint of the latest step, and the
 export (complete when its ``config.json``, written after the weights, names the final step).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vjepa.checkpoint import CONFIG_FILE as EXPORT_CONFIG_FILE
 from vjepa.checkpoint import WEIGHTS_FILE, stale_temporaries
-from vjepa.config import ConfigError, read_yaml, to_dict
+from vjepa.config import ConfigError, from_dict, read_yaml, to_dict
 from vjepa.errors import VjepaError
 from vjepa.pretrain.config import RESUMABLE_CHANGES, PretrainConfig
-from vjepa.pretrain.state import LATEST
+from vjepa.pretrain.sharded import latest_checkpoint, partial_checkpoints
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
@@ -49,7 +51,8 @@ class RunDir:
     Args:
         path: the directory.
         holds_run: it has a ``config.yaml`` written by vjepa.
-        checkpoint: ``checkpoints/latest.pt`` if present.
+        checkpoint: the latest checkpoint if any: ``checkpoints/latest.pt`` or the newest committed sharded
+            folder, whichever holds the later step.
     """
 
     path: Path
@@ -77,6 +80,9 @@ def remove_stale_temporaries(run: RunDir) -> list[Path]:
         for tmp in stale_temporaries(folder):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
+    for partial in partial_checkpoints(run.checkpoint_dir):
+        shutil.rmtree(partial)
+        removed.append(partial)
     return removed
 
 
@@ -96,8 +102,7 @@ def export_is_complete(run: RunDir, step: int) -> bool:
 def inspect_run_dir(path: str | Path) -> RunDir:
     """Look at ``path`` without changing anything."""
     path = Path(path)
-    latest = path / CHECKPOINT_DIR / LATEST
-    return RunDir(path, (path / CONFIG_FILE).is_file(), latest if latest.is_file() else None)
+    return RunDir(path, (path / CONFIG_FILE).is_file(), latest_checkpoint(path / CHECKPOINT_DIR))
 
 
 def check_can_start(run: RunDir, resume: bool) -> None:
@@ -136,7 +141,11 @@ def check_compatible(saved: dict[str, Any], config: PretrainConfig, source: Path
         config: the config of this session.
         source: the saved config's file (for the message).
     """
-    old, new = _flatten(saved), _flatten(to_dict(config))
+    # Through the dataclass, so that keys added since the run started compare as their defaults.
+    old, new = (
+        _flatten(to_dict(from_dict(PretrainConfig, saved, source=str(source)))),
+        _flatten(to_dict(config)),
+    )
     changed = sorted(
         k for k in set(old) | set(new) if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)
     )

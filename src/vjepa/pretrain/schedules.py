@@ -4,6 +4,10 @@ They reproduce the official schedulers exactly, including their offsets: the off
 are stepped at the START of each iteration with a counter incremented first, so iteration ``k`` uses
 counter ``s = k + 1``; the EMA momentum generator yields its first value to iteration 0, so iteration ``k``
 uses ``m_k``. Resuming at step ``k`` therefore needs nothing but ``k``.
+
+LR shapes (``optimization.lr_schedule``): ``warmup_cosine`` (V-JEPA; V-JEPA 2's main stage is this with
+``final_lr == lr``: warmup, then constant), ``linear_decay`` (V-JEPA 2's cooldown stage, the official
+``LinearDecaySchedule``) and ``wsd`` (warmup-stable-decay in one run, the official ``WSDSchedule``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,51 @@ def warmup_cosine_lr(
         return start_lr + (s / max(1, warmup_steps)) * (ref_lr - start_lr)
     progress = (s - warmup_steps) / max(1, total_steps - warmup_steps)
     return max(final_lr, final_lr + (ref_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def linear_decay_lr(step: int, *, ref_lr: float, final_lr: float, total_steps: int) -> float:
+    """The LR of iteration ``step`` of a cooldown: linear from ``ref_lr`` (counter 0) to ``final_lr`` at counter
+    ``total_steps`` (official ``LinearDecaySchedule``; with ``ipe_scale > 1`` the run stops before the end).
+
+    Args:
+        step: 0-based iteration (the official counter is ``step + 1``).
+        ref_lr: LR at counter 0.
+        final_lr: LR at counter ``total_steps``.
+        total_steps: ``int(ipe_scale * epochs * ipe)``.
+    """
+    s = step + 1
+    return ref_lr + (s / max(1, total_steps)) * (final_lr - ref_lr)
+
+
+def wsd_lr(
+    step: int,
+    *,
+    start_lr: float,
+    ref_lr: float,
+    final_lr: float,
+    warmup_steps: int,
+    decay_steps: int,
+    total_steps: int,
+) -> float:
+    """Warmup-stable-decay (official ``WSDSchedule``): linear warmup from ``start_lr`` to ``ref_lr``, constant,
+    then linear to ``final_lr`` over the last ``decay_steps`` of ``total_steps``.
+
+    Args:
+        step: 0-based iteration (the official counter is ``step + 1``).
+        start_lr: LR at counter 0.
+        ref_lr: LR of the stable phase.
+        final_lr: LR at counter ``total_steps``.
+        warmup_steps: ``int(warmup * ipe)``.
+        decay_steps: ``int(cooldown * ipe)``.
+        total_steps: ``int(ipe_scale * epochs * ipe)``.
+    """
+    s = step + 1
+    stable_end = total_steps - decay_steps
+    if s < warmup_steps:
+        return start_lr + (s / max(1, warmup_steps)) * (ref_lr - start_lr)
+    if s < stable_end:
+        return ref_lr
+    return ref_lr + ((s - stable_end) / max(1, decay_steps)) * (final_lr - ref_lr)
 
 
 def cosine_weight_decay(step: int, *, ref_wd: float, final_wd: float, total_steps: int) -> float:
@@ -75,6 +124,18 @@ class Schedules:
 
     def lr(self, step: int) -> float:
         c = self.config
+        if c.lr_schedule == "linear_decay":
+            return linear_decay_lr(step, ref_lr=c.lr, final_lr=c.final_lr, total_steps=c.schedule_steps)
+        if c.lr_schedule == "wsd":
+            return wsd_lr(
+                step,
+                start_lr=c.start_lr,
+                ref_lr=c.lr,
+                final_lr=c.final_lr,
+                warmup_steps=c.warmup_steps,
+                decay_steps=int(c.cooldown * c.ipe),
+                total_steps=c.schedule_steps,
+            )
         return warmup_cosine_lr(
             step,
             start_lr=c.start_lr,

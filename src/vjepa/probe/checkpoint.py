@@ -1,10 +1,12 @@
 """Probe weights on disk: our format (a folder with ``model.safetensors`` + ``config.json``) and the
-official eval checkpoints (``classifier`` state dict of a DDP-wrapped ``AttentiveClassifier``, every key
-prefixed ``module.``). Both load strictly."""
+official eval checkpoints: V-JEPA's ``classifier`` (the state dict of a DDP-wrapped ``AttentiveClassifier``,
+every key prefixed ``module.``) and V-JEPA 2's ``classifiers`` (a list of them, one per lr x wd setting of the
+probe sweep; pick one with ``head``). All load strictly."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +42,10 @@ class ProbeArch:
         num_classes: C.
         num_heads: attention heads (attentive only; the official evals use the encoder's, 16 for L and H).
         mlp_ratio: pooler MLP factor (attentive only).
+        depth: attentive blocks in all: 1 (V-JEPA) or 4 (V-JEPA 2: 3 self-attention blocks, then the
+            cross-attention block).
+        norm_eps: LayerNorm epsilon of the pooler (official probes 1e-5; Hugging Face classifiers 1e-6).
+        xattn_proj: the pooler holds the never-applied ``xattn.proj`` (V-JEPA layout; V-JEPA 2 has none).
     """
 
     kind: ProbeKind
@@ -47,10 +53,21 @@ class ProbeArch:
     num_classes: int
     num_heads: int = 16
     mlp_ratio: float = 4.0
+    depth: int = 1
+    norm_eps: float = 1e-5
+    xattn_proj: bool = True
 
     def build(self) -> nn.Module:
         if self.kind == "attentive":
-            return AttentiveClassifier(self.embed_dim, self.num_heads, self.num_classes, self.mlp_ratio)
+            return AttentiveClassifier(
+                self.embed_dim,
+                self.num_heads,
+                self.num_classes,
+                self.mlp_ratio,
+                depth=self.depth,
+                norm_eps=self.norm_eps,
+                unused_proj=self.xattn_proj,
+            )
         if self.kind == "linear":
             return LinearClassifier(self.embed_dim, self.num_classes)
         raise ValueError(f"probe kind must be 'attentive' or 'linear', got {self.kind!r}")
@@ -92,24 +109,32 @@ def save_probe(
     return out_dir
 
 
-def load_probe(path: str | Path, *, num_heads: int = 16) -> LoadedProbe:
-    """Load our probe folder, or an official probe checkpoint (``*-probe.pth.tar``).
+def load_probe(path: str | Path, *, num_heads: int = 16, head: int | None = None) -> LoadedProbe:
+    """Load our probe folder, or an official probe checkpoint (V-JEPA ``*-probe.pth.tar``, V-JEPA 2
+    ``evals/*.pt``).
 
     Args:
         path: our folder (or its ``model.safetensors``), or an official file.
-        num_heads: head count for official files (not stored in their weights; 16 for ViT-L/H probes).
+        num_heads: head count for official files (not stored in their weights; 16 for the released probes).
+        head: which probe of a V-JEPA 2 file's ``classifiers`` list (needed when it holds several).
     """
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
         return _load_ours(path)
-    return load_official_probe(path, num_heads=num_heads)
+    return load_official_probe(path, num_heads=num_heads, head=head)
 
 
-def official_probe_state(raw: Any, source: str) -> dict[str, Tensor]:
-    """The ``classifier`` state dict of an official probe checkpoint with its ``module.`` prefixes stripped
-    (a bare classifier state dict is accepted too)."""
+def official_probe_state(raw: Any, source: str, head: int | None = None) -> dict[str, Tensor]:
+    """The ``classifier`` state dict of an official probe checkpoint (V-JEPA 2: entry ``head`` of
+    ``classifiers``) with its ``module.`` prefixes stripped (a bare classifier state dict is accepted too)."""
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"{source}: expected a dict, found a {type(raw).__name__}")
+    if "classifiers" in raw:
+        raw = {"classifier": _select_head(raw["classifiers"], source, head)}
+    elif head not in (None, 0):
+        raise CheckpointError(
+            f"{source}: holds a single probe (no 'classifiers' list); head={head} is invalid"
+        )
     state = raw.get("classifier", raw)
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(
@@ -124,10 +149,34 @@ def official_probe_state(raw: Any, source: str) -> dict[str, Tensor]:
     return out
 
 
-def load_official_probe(path: str | Path, *, num_heads: int = 16) -> LoadedProbe:
-    """An official attentive probe checkpoint, strictly (every key present, none extra, shapes equal)."""
-    source = f"{path}['classifier']"
-    state = official_probe_state(safe_torch_load(path), str(path))
+def _select_head(heads: Any, source: str, head: int | None) -> Any:
+    if not isinstance(heads, (list, tuple)) or not heads:
+        raise CheckpointError(f"{source}: 'classifiers' is not a non-empty list of probe state dicts")
+    if head is None:
+        if len(heads) > 1:
+            raise CheckpointError(
+                f"{source}: holds {len(heads)} probes (one per lr x wd setting of the sweep); choose one with "
+                f"head=0..{len(heads) - 1} (--probe-head)"
+            )
+        head = 0
+    if not 0 <= head < len(heads):
+        raise CheckpointError(
+            f"{source}: head={head} is out of range; it holds {len(heads)} probes (0..{len(heads) - 1})"
+        )
+    return heads[head]
+
+
+def load_official_probe(path: str | Path, *, num_heads: int = 16, head: int | None = None) -> LoadedProbe:
+    """An official attentive probe checkpoint, strictly (every key present, none extra, shapes equal).
+
+    V-JEPA files hold one ``classifier``; V-JEPA 2 files a ``classifiers`` list (``head`` selects one). The
+    depth (``pooler.blocks.i``) and the presence of ``xattn.proj`` are read off the keys; LayerNorm eps is the
+    official 1e-5.
+    """
+    raw = safe_torch_load(path)
+    many = isinstance(raw, Mapping) and "classifiers" in raw
+    source = f"{path}['classifiers'][{head or 0}]" if many else f"{path}['classifier']"
+    state = official_probe_state(raw, str(path), head)
     for key in ("pooler.query_tokens", "linear.weight"):
         if key not in state:
             raise CheckpointError(f"{source}: missing key {key!r}; not an attentive probe")
@@ -136,10 +185,15 @@ def load_official_probe(path: str | Path, *, num_heads: int = 16) -> LoadedProbe
     mlp_ratio = hidden.shape[0] / d if hidden is not None else 4.0
     if d % num_heads:
         raise CheckpointError(f"{source}: width {d} is not divisible by num_heads={num_heads}")
-    arch = ProbeArch("attentive", d, num_classes, num_heads, mlp_ratio)
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"pooler\.blocks\.(\d+)\.", k))}
+    proj = any(k.startswith("pooler.cross_attention_block.xattn.proj.") for k in state)
+    arch = ProbeArch("attentive", d, num_classes, num_heads, mlp_ratio, len(blocks) + 1, 1e-5, proj)
     model = arch.build()
     load_strict(model, state, source)
-    return LoadedProbe(arch, model.eval(), {"source": str(path), "format": "official"})
+    meta = {"source": str(path), "format": "official"}
+    if many:
+        meta["head"] = head or 0
+    return LoadedProbe(arch, model.eval(), meta)
 
 
 def _load_ours(path: Path) -> LoadedProbe:

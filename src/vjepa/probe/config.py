@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from vjepa.checkpoint import EncoderKey
 from vjepa.config import InvalidValue, check_range
+
+if TYPE_CHECKING:
+    from vjepa.probe.checkpoint import ProbeArch
 
 Readout = Literal["attentive", "linear", "knn"]
 DataKind = Literal["video", "image"]
@@ -119,7 +122,13 @@ class ProbeSection:
         kind: ``attentive`` (the paper's probe), ``linear`` (average pooling + Linear) or ``knn``.
         segments: ``concat`` joins the tokens of all segments of a view (official attend_across_segments);
             ``separate`` classifies each (segment, view) on its own and averages.
-        num_heads: attentive-probe heads (null: the encoder's, as the official evals).
+        num_heads: attentive-probe heads (null: the encoder's, as the official V-JEPA evals; the V-JEPA 2
+            evals use 16).
+        num_blocks: attentive-probe blocks: 1 (V-JEPA: the cross-attention block) or 4 (V-JEPA 2: 3
+            self-attention blocks, then the cross-attention block; saved in the V-JEPA 2 layout, without the
+            unused ``xattn.proj``).
+        norm_eps: LayerNorm epsilon of the attentive probe (official 1e-5; 1e-6 to export the probe to a
+            Hugging Face classifier, which also needs ``num_heads`` equal to the encoder's).
         knn_k: neighbours (knn only).
         knn_temperature: vote temperature (knn only).
     """
@@ -127,6 +136,8 @@ class ProbeSection:
     kind: Readout = "attentive"
     segments: SegmentMode = "concat"
     num_heads: int | None = None
+    num_blocks: int = 1
+    norm_eps: float = 1e-5
     knn_k: int = 20
     knn_temperature: float = 0.07
 
@@ -134,6 +145,22 @@ class ProbeSection:
         check_range(self, "num_heads", low=1, optional=True)
         check_range(self, "knn_k", low=1)
         check_range(self, "knn_temperature", low=0, low_open=True)
+        check_range(self, "num_blocks", low=1)
+        check_range(self, "norm_eps", low=0, low_open=True)
+
+    def arch(self, embed_dim: int, num_classes: int, encoder_heads: int) -> ProbeArch:
+        """The probe to train (``knn`` has none); more than one block: the V-JEPA 2 layout."""
+        from vjepa.probe.checkpoint import ProbeArch
+
+        return ProbeArch(
+            self.kind,  # type: ignore[arg-type]
+            embed_dim,
+            num_classes,
+            self.num_heads or encoder_heads,
+            depth=self.num_blocks,
+            norm_eps=self.norm_eps,
+            xattn_proj=self.num_blocks == 1,
+        )
 
 
 @dataclass

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vjepa.config import save_config
 from vjepa.models.encoder import VideoEncoder
-from vjepa.probe.checkpoint import ProbeArch, save_probe
+from vjepa.probe.checkpoint import save_probe
 from vjepa.probe.config import EvalConfig, OptimizationSection
 from vjepa.probe.features import (
     CacheWriter,
@@ -685,7 +685,7 @@ def evaluate_readouts(
     out = Path(cfg.output_dir)
     c = cfg.data.num_classes
     kind = cfg.probe.kind
-    arch = ProbeArch(kind, embed_dim, c, cfg.probe.num_heads or encoder_heads) if kind != "knn" else None
+    arch = cfg.probe.arch(embed_dim, c, encoder_heads) if kind != "knn" else None
     scorers: list[Scorer] = []
     entries: list[dict[str, Any]] = []
     runs: list[ProbeRun] = []

@@ -1,0 +1,195 @@
+"""How the models are spread over the processes of a run: ``runtime.strategy`` ``ddp`` or ``fsdp``.
+
+``ddp`` (the default) keeps a full replica of every model on each process and averages gradients
+(:class:`torch.nn.parallel.DistributedDataParallel`). ``fsdp`` shards them with PyTorch's FSDP2
+(:func:`torch.distributed.fsdp.fully_shard`): every transformer block of the encoder, the predictor and the
+target encoder is one unit (its parameters are all-gathered just before it runs and freed after), then each of
+the three models, then the objective as the root. Each process keeps ``1 / world_size`` of every parameter,
+gradient and AdamW moment, so the models of the paper and of V-JEPA 2 fit at useful batch sizes.
+
+What stays the same under ``fsdp``: the maths of a step (gradients are averaged over ranks by a
+reduce-scatter instead of an all-reduce), the optimizer (AdamW works on the local shards element-wise), the
+EMA update (:meth:`JEPAObjective.update_target` runs ``torch._foreach_*`` on the sharded parameters: each rank
+updates its own shard of the target from its own shard of the encoder, with no communication, because the
+two models are sharded alike), the losses, metrics and monitors (computed on the activations, which are never
+sharded). On CUDA with ``precision: bf16`` the blocks compute with bf16 copies of the parameters
+(:class:`MixedPrecisionPolicy`; gradients are reduced in fp32 and the sharded master weights stay fp32), under
+the same autocast as single-process training; on CPU parameters stay fp32 and autocast alone decides.
+
+Whatever the objective holds as ``target_encoder`` is sharded like the encoder: the EMA copy, a ``frozen``
+teacher, or nothing (pixel targets, an ``online`` teacher).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from vjepa.pretrain.config import RuntimeConfig
+from vjepa.runtime import Runtime
+
+
+@dataclass
+class Sharding:
+    """What :func:`shard_objective` did, and what is needed to undo it for an export.
+
+    Args:
+        template: a copy of the unsharded objective whose tensors live on the ``meta`` device (no memory);
+            :func:`full_objective` fills it with the gathered weights.
+    """
+
+    template: nn.Module
+
+
+def prepare_objective(
+    objective: nn.Module, config: RuntimeConfig, runtime: Runtime, *, shard: bool | None = None
+) -> tuple[nn.Module, Sharding | None]:
+    """Activation checkpointing, ``torch.compile`` and placement, before the optimizer is built.
+
+    ``ddp`` (and any single process) moves the objective to the device; ``fsdp`` on several processes
+    shards it (the shards land on the device). Returns the objective and, when sharded, its :class:`Sharding`.
+
+    Args:
+        objective: the freshly built objective (on the CPU).
+        config: the run's runtime section.
+        runtime: device and process group.
+        shard: override the rule above (the benchmark shards on a process group of one).
+    """
+    if config.activation_checkpointing:
+        objective.encoder.grad_checkpointing = True
+        objective.predictor.grad_checkpointing = True
+    if shard is None:
+        shard = config.strategy == "fsdp" and runtime.distributed
+    if shard:
+        sharding = shard_objective(objective, runtime, mixed_bf16=config.precision == "bf16")
+        if config.compile:
+            for block in _blocks(objective):
+                block.compile()  # per block, as FSDP2 is meant to be compiled (dynamo skips its hooks)
+        return objective, sharding
+    objective = objective.to(runtime.device)
+    if config.compile:
+        for module in (objective.encoder, objective.predictor, objective.target_encoder):
+            if module is not None:
+                module.compile()
+    return objective, None
+
+
+def wrap_for_training(objective: nn.Module, runtime: Runtime, *, ddp: bool | None = None) -> nn.Module:
+    """What ``train_step`` calls for the forward: DDP around an unsharded objective on several processes
+    (``ddp=True``: on any process group, even of one), otherwise the objective itself."""
+    if is_sharded(objective) or not (runtime.distributed if ddp is None else ddp):
+        return objective
+    device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return DistributedDataParallel(objective, device_ids=device_ids, broadcast_buffers=False)
+
+
+def shard_objective(objective: nn.Module, runtime: Runtime, mixed_bf16: bool) -> Sharding:
+    """Apply ``fully_shard`` per transformer block, per model, then to the objective (the root).
+
+    Every rank must hold the same initial weights (the same seed builds the same models), since each keeps
+    its own slice of them.
+
+    Args:
+        objective: the unsharded objective, on the CPU or the device.
+        runtime: the process group's device and size.
+        mixed_bf16: compute with bf16 parameters (CUDA only; see the module docstring).
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    template = meta_copy(objective)
+    mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
+    policy = MixedPrecisionPolicy()
+    if mixed_bf16 and runtime.device.type == "cuda":
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    # Our modules return fresh tensors and nothing writes into them in place; FSDP's generic warning about
+    # views of outputs would otherwise print once per module.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
+    for block in _blocks(objective):
+        fully_shard(block, mesh=mesh, mp_policy=policy)
+    for model in (objective.encoder, objective.predictor, objective.target_encoder):
+        if model is not None:
+            fully_shard(model, mesh=mesh, mp_policy=policy)
+    fully_shard(objective, mesh=mesh, mp_policy=policy)
+    return Sharding(template)
+
+
+def _blocks(objective: nn.Module) -> Iterator[nn.Module]:
+    """The transformer blocks of the encoder, the target encoder and the predictor."""
+    yield from objective.encoder.blocks
+    if objective.target_encoder is not None:
+        yield from objective.target_encoder.blocks
+    yield from objective.predictor.predictor_blocks
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """Whether ``fully_shard`` was applied to ``module``."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def meta_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose parameters and buffers are on the ``meta`` device (shapes only)."""
+    memo: dict[int, Tensor] = {}
+    for t in itertools.chain(module.parameters(), module.buffers()):
+        empty = torch.empty_like(t, device="meta")
+        memo[id(t)] = (
+            nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else empty
+        )
+    return copy.deepcopy(module, memo)
+
+
+def full_objective(objective: nn.Module, sharding: Sharding | None, runtime: Runtime) -> nn.Module | None:
+    """The objective with full weights on the CPU, for an export: ``objective`` itself when it is not
+    sharded; otherwise (a collective: every rank calls it) a plain copy on rank 0 and None elsewhere."""
+    if sharding is None:
+        return objective
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    state = get_model_state_dict(objective, options=options)  # full tensors on rank 0, empty elsewhere
+    if not runtime.is_main:
+        return None
+    plain = copy.deepcopy(sharding.template).to_empty(device="cpu")
+    plain.load_state_dict(state, strict=True)
+    return plain
+
+
+@contextlib.contextmanager
+def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Within the block, backward passes reduce gradients over ranks only when ``enabled`` (off for every
+    micro-batch of an accumulated step but the last)."""
+    if enabled or not (isinstance(model, DistributedDataParallel) or is_sharded(model)):
+        yield
+    elif isinstance(model, DistributedDataParallel):
+        with model.no_sync():
+            yield
+    else:
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+
+
+def plain_tensor(value: Tensor) -> Tensor:
+    """A DTensor's full value (e.g. a gradient norm computed over sharded gradients); other tensors as
+    they are."""
+    from torch.distributed.tensor import DTensor
+
+    return value.full_tensor() if isinstance(value, DTensor) else value
+
+
+def barrier(runtime: Runtime) -> None:
+    if runtime.distributed:
+        dist.barrier()
