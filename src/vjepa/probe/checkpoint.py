@@ -40,6 +40,7 @@ class ProbeArch:
         num_classes: C.
         num_heads: attention heads (attentive only; the official evals use the encoder's, 16 for L and H).
         mlp_ratio: pooler MLP factor (attentive only).
+        standardize: standardize the pooled feature before the Linear layer (linear only).
     """
 
     kind: ProbeKind
@@ -47,12 +48,13 @@ class ProbeArch:
     num_classes: int
     num_heads: int = 16
     mlp_ratio: float = 4.0
+    standardize: bool = False
 
     def build(self) -> nn.Module:
         if self.kind == "attentive":
             return AttentiveClassifier(self.embed_dim, self.num_heads, self.num_classes, self.mlp_ratio)
         if self.kind == "linear":
-            return LinearClassifier(self.embed_dim, self.num_classes)
+            return LinearClassifier(self.embed_dim, self.num_classes, self.standardize)
         raise ValueError(f"probe kind must be 'attentive' or 'linear', got {self.kind!r}")
 
 
