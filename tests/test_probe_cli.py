@@ -55,9 +55,10 @@ def overrides(synthetic: Path, encoder: Path, out: Path, label: str = "motion") 
         "optimization.batch_size=8",
         "optimization.lr=[0.03, 0.01]",
         "optimization.weight_decay=[0.01]",
+        "optimization.min_steps=0",
         "device=cpu",
         f"output_dir={out / 'run'}",
-        f"cache.dir={out / 'cache'}",
+        f"cache.dir={synthetic.parent / f'{synthetic.name}_cache'}",  # shared by the module's tests
     ]
 
 
@@ -150,7 +151,10 @@ def test_a_bad_label_fails_before_any_feature_is_computed(synthetic, random_enco
     lines[4] = f"{path} 4"  # the recipe has 4 classes: 0..3
     bad = tmp_path / "train.csv"
     bad.write_text("\n".join(lines) + "\n")
-    args = overrides(synthetic, random_encoder, tmp_path) + [f"data.train={bad}"]
+    args = overrides(synthetic, random_encoder, tmp_path) + [
+        f"data.train={bad}",
+        f"cache.dir={tmp_path / 'cache'}",
+    ]
     assert run_cli(["eval", "synthetic_motion"] + cli_args(args)) == 2
     err = capsys.readouterr().err
     assert f"data.train: {bad}:5: label 4 is outside [0, 4)" in err
@@ -159,7 +163,8 @@ def test_a_bad_label_fails_before_any_feature_is_computed(synthetic, random_enco
 
 @pytest.mark.slow
 def test_generic_csv_recipe_counts_classes(synthetic, random_encoder, tmp_path):
-    args = overrides(synthetic, random_encoder, tmp_path) + ["data.num_workers=0"]
+    same_features = ["data.frame_step=1", "cache.dtype=float32"]  # as synthetic_motion: the cache is reused
+    args = overrides(synthetic, random_encoder, tmp_path) + ["data.num_workers=0"] + same_features
     cfg, source = load_eval_config("video_csv", args)
     assert cfg.data.num_classes == 0 and cfg.data.class_names is None
     report = run_eval(cfg, source)
@@ -250,6 +255,7 @@ def test_eval_on_image_folders_with_augmentation(random_encoder, tmp_path):
             "data.resolution=32",
             "data.train_augment=true",
             "optimization.epochs=6",
+            "optimization.min_steps=0",
             "optimization.batch_size=4",
             "optimization.lr=[0.01]",
             "optimization.weight_decay=[0.01]",

@@ -23,7 +23,15 @@ from vjepa.probe.knn import KNNClassifier
 from vjepa.probe.metrics import classification_metrics, save_confusion_png
 from vjepa.probe.selection import HeadKeeper, SplitScores, select_head, trained_threshold
 from vjepa.probe.sources import CachedFeatures, FeatureBatch, OnlineFeatures, epoch_order, eval_share
-from vjepa.probe.training import cosine_value, grid_optimizer, set_schedule, train_grid, view_scores
+from vjepa.probe.training import (
+    cosine_value,
+    grid_optimizer,
+    planned_epochs,
+    set_schedule,
+    steps_per_epoch,
+    train_grid,
+    view_scores,
+)
 from vjepa.runtime import Runtime
 
 CPU = Runtime(torch.device("cpu"))
@@ -202,7 +210,8 @@ def train(src, settings, epochs=4, mode="last"):
     torch.manual_seed(0)
     grid = make_grid(AttentiveClassifier(16, 2, 3), len(settings))
     keeper = HeadKeeper(grid, trained_threshold(src.labels), mode)
-    opt = OptimizationSection(epochs=epochs, batch_size=10, lr=[s[0] for s in settings], weight_decay=[0.01])
+    lrs = [s[0] for s in settings]
+    opt = OptimizationSection(epochs=epochs, batch_size=10, lr=lrs, weight_decay=[0.01], min_steps=0)
 
     def after(record):
         grid.eval()
@@ -245,6 +254,14 @@ def test_labels_the_features_cannot_explain_are_not_trained():
     assert trained_threshold(src.labels) == pytest.approx(100 / 3 + 3 * 100 * math.sqrt(2 / 9 / 60))
     assert all(not k.trained for k in kept) and all(k.train_top1 <= 40 for k in kept)
     assert select_head(kept) is None
+
+
+def test_small_training_sets_get_more_epochs_to_reach_min_steps():
+    opt = OptimizationSection(epochs=20, batch_size=16, min_steps=500)
+    assert steps_per_epoch(opt, 408, 1) == 26 and planned_epochs(opt, 408, 1) == 20  # 520 steps already
+    assert steps_per_epoch(opt, 41, 1) == 3 and planned_epochs(opt, 41, 1) == 167
+    assert planned_epochs(opt, 41, 2) == 250  # 20 samples per rank: 2 steps per epoch
+    assert planned_epochs(OptimizationSection(epochs=20, min_steps=0), 41, 1) == 20
 
 
 def test_the_best_epoch_is_kept_only_among_trained_epochs():

@@ -125,13 +125,16 @@ class OptimizationSection:
     train side by side on the same batches, from the same initial weights, in one pass over the features.
 
     Args:
-        epochs: passes over the (subset of the) training set.
+        epochs: passes over the (subset of the) training set, at least (see ``min_steps``).
         batch_size: samples per step and per process (also the encoding batch).
         lr: start learning rates; cosine decay to ``final_lr``, no warmup.
         weight_decay: start weight decays; cosine to ``final_weight_decay`` (biases and 1-D tensors: none).
         final_lr: learning rate at the end.
         final_weight_decay: weight decay at the end (1e-6, fixed in the official code).
         grad_clip: max gradient norm of each head (null: no clipping).
+        min_steps: train for at least this many optimizer steps: a small training set (or label fraction)
+            gets ``ceil(min_steps / steps per epoch)`` epochs when that is more than ``epochs``. 0 keeps
+            ``epochs`` as it is (the official recipe).
     """
 
     epochs: int = 20
@@ -141,9 +144,12 @@ class OptimizationSection:
     final_lr: float = 0.0
     final_weight_decay: float = 1e-6
     grad_clip: float | None = 1.0
+    min_steps: int = 500
 
     def __post_init__(self) -> None:
         _positive(self, ("epochs", "batch_size"))
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
         if not self.lr or not self.weight_decay:
             raise ValueError("lr and weight_decay need at least one value each")
         if any(v <= 0 for v in self.lr) or any(v < 0 for v in self.weight_decay):

@@ -20,8 +20,12 @@ from vjepa.probe.heads import LinearGrid, make_grid
 from vjepa.probe.knn import KNNClassifier, pooled
 from vjepa.probe.selection import HeadKeeper, KeptEpoch, SplitScores, Status, chance_top1, trained_threshold
 from vjepa.probe.sources import FeatureSource, SubsetSource
-from vjepa.probe.training import EpochRecord, log_epoch, train_grid, view_scores
+from vjepa.probe.training import EpochRecord, log_epoch, planned_epochs, train_grid, view_scores
 from vjepa.runtime import Precision, Runtime, seed_everything
+
+SCORED_EPOCHS = 20
+"""With ``selection.epochs: best``, the selection split is scored after about this many evenly spaced epochs
+(every epoch of a 20-epoch run; every 8th of a 167-epoch one) and after the last."""
 
 
 @dataclass
@@ -57,6 +61,7 @@ class Fitted:
         scorer: tokens ``[B, V, N, D]`` -> view-averaged class probabilities ``[G, B, C]`` of every head.
         heads: one report per head.
         export: head ``g`` as a standalone probe module (None for k-NN).
+        epochs: epochs trained (0 for k-NN).
     """
 
     fraction: float
@@ -66,6 +71,7 @@ class Fitted:
     scorer: Scorer
     heads: list[HeadReport]
     export: Callable[[int], nn.Module] | None = None
+    epochs: int = 0
 
 
 @dataclass
@@ -119,18 +125,18 @@ def fit_probes(ctx: ReadoutContext, fraction: float, subset: np.ndarray) -> Fitt
     def scorer(tokens: Tensor) -> Tensor:
         return view_scores(grid, tokens, ctx.precision)[1]
 
-    def after_epoch(record: EpochRecord) -> bool:
+    def after_epoch(record: EpochRecord) -> None:
         scores = None
-        if cfg.selection.epochs == "best":
+        if cfg.selection.epochs == "best" and scored_epoch(record.epoch, record.epochs):
             grid.eval()
             scores = score_split(scorer, ctx.selection, ctx)  # type: ignore[arg-type]
             grid.train()
-        keeper.update(record.epoch, record.train_loss, record.train_top1, scores)
+        if scores is not None or cfg.selection.epochs == "last":
+            keeper.update(record.epoch, record.train_loss, record.train_top1, scores)
         for g, history in enumerate(histories):
             history.append(_history_row(record, g, scores))
         extra = "" if scores is None else f", best selection top-1 {float(scores.top1.max()):.1f}%"
-        log_epoch(runtime, record, cfg.optimization.epochs, extra)
-        return False
+        log_epoch(runtime, record, extra)
 
     seed_everything(cfg.seed)
     train_grid(
@@ -153,7 +159,13 @@ def fit_probes(ctx: ReadoutContext, fraction: float, subset: np.ndarray) -> Fitt
         )  # fmt: skip
         for (lr, wd), kept, history in zip(settings, keeper.kept, histories, strict=True)
     ]
-    return Fitted(fraction, len(subset), chance_top1(labels), threshold, scorer, heads, grid.export)
+    epochs = planned_epochs(cfg.optimization, len(subset), runtime.world_size)
+    return Fitted(fraction, len(subset), chance_top1(labels), threshold, scorer, heads, grid.export, epochs)
+
+
+def scored_epoch(epoch: int, epochs: int) -> bool:
+    """Whether the selection split is scored after ``epoch`` (1-based) of ``epochs``."""
+    return epoch % max(1, epochs // SCORED_EPOCHS) == 0 or epoch == epochs
 
 
 def _history_row(record: EpochRecord, g: int, scores: SplitScores | None) -> dict[str, float]:

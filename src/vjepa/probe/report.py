@@ -77,6 +77,7 @@ def _selected_row(f: Fitted, rows: list[dict[str, Any]], best: int | None) -> di
     base = {
         "fraction": f.fraction,
         "train_samples": f.train_samples,
+        "epochs": f.epochs,
         "chance_top1": f.chance,
         "trained_above": f.threshold,
     }
@@ -102,7 +103,8 @@ def summary_lines(
     ]
     for sel in selected:
         lines.append(
-            f"label fraction {sel['fraction']:g}: {sel['train_samples']} training samples, chance {sel['chance_top1']:.1f}%"
+            f"label fraction {sel['fraction']:g}: {sel['train_samples']} training samples, {sel['epochs']} epochs, "
+            f"chance {sel['chance_top1']:.1f}%"
             + (f", trained above {sel['trained_above']:.1f}%" if sel["trained_above"] is not None else "")
         )
         lines.append(

@@ -118,12 +118,14 @@ class EpochRecord:
 
     Args:
         epoch: 1-based.
+        epochs: the epochs planned in all (:func:`planned_epochs`).
         train_loss: mean training loss over the epoch.
         train_top1: training accuracy (%) over the epoch (view-averaged predictions).
         seconds: wall time of the epoch's training steps.
     """
 
     epoch: int
+    epochs: int
     train_loss: Tensor
     train_top1: Tensor
     seconds: float
@@ -135,22 +137,22 @@ def train_grid(
     source: FeatureSource,
     indices: np.ndarray,
     opt: OptimizationSection,
-    after_epoch: Callable[[EpochRecord], bool],
+    after_epoch: Callable[[EpochRecord], None],
     *,
     seed: int,
     precision: Precision,
     runtime: Runtime,
-) -> int:
-    """Train every head on the same batches for ``opt.epochs`` epochs; ``after_epoch`` sees each epoch's
-    record and returns True to stop early. Returns the epochs run."""
+) -> None:
+    """Train every head on the same batches for :func:`planned_epochs` epochs; ``after_epoch`` sees each
+    epoch's record."""
     lr0 = torch.tensor([s[0] for s in settings], dtype=torch.float64)
     wd0 = torch.tensor([s[1] for s in settings], dtype=torch.float64)
     optimizer = grid_optimizer(grid)
-    share = len(epoch_order(indices, seed, 0, runtime.rank, runtime.world_size))
-    total = opt.epochs * math.ceil(share / opt.batch_size)
+    epochs = planned_epochs(opt, len(indices), runtime.world_size)
+    total = epochs * steps_per_epoch(opt, len(indices), runtime.world_size)
     step = 0
     grid.train()
-    for epoch in range(opt.epochs):
+    for epoch in range(epochs):
         order = epoch_order(indices, seed, epoch, runtime.rank, runtime.world_size)
         sums = torch.zeros(len(settings), 2, dtype=torch.float64, device=runtime.device)
         start = time.perf_counter()
@@ -164,20 +166,29 @@ def train_grid(
             dist.all_reduce(sums)
             dist.all_reduce(seen)
         sums = (sums / seen.clamp_min(1)).cpu()
-        record = EpochRecord(
-            epoch + 1, sums[:, 0].float(), 100 * sums[:, 1].float(), time.perf_counter() - start
-        )
-        if after_epoch(record):
-            return epoch + 1
-    return opt.epochs
+        seconds = time.perf_counter() - start
+        after_epoch(EpochRecord(epoch + 1, epochs, sums[:, 0].float(), 100 * sums[:, 1].float(), seconds))
 
 
-def log_epoch(runtime: Runtime, record: EpochRecord, epochs: int, extra: str = "") -> None:
+def steps_per_epoch(opt: OptimizationSection, num_samples: int, world_size: int) -> int:
+    """Optimizer steps of one epoch over ``num_samples`` training samples shared by ``world_size`` ranks."""
+    if num_samples < world_size:
+        raise ValueError(f"{num_samples} training samples cannot be shared by {world_size} processes")
+    return math.ceil((num_samples // world_size) / opt.batch_size)
+
+
+def planned_epochs(opt: OptimizationSection, num_samples: int, world_size: int) -> int:
+    """``max(epochs, ceil(min_steps / steps per epoch))``: small training sets (and label fractions) get
+    more epochs, so that every probe takes at least ``min_steps`` optimizer steps."""
+    return max(opt.epochs, math.ceil(opt.min_steps / steps_per_epoch(opt, num_samples, world_size)))
+
+
+def log_epoch(runtime: Runtime, record: EpochRecord, extra: str = "") -> None:
     """One line per epoch: the best head's training loss and accuracy, and the time."""
     best = int(record.train_loss.argmin())
     log(
         runtime,
-        f"[epoch {record.epoch}/{epochs}] {len(record.train_loss)} head(s): best train loss "
+        f"[epoch {record.epoch}/{record.epochs}] {len(record.train_loss)} head(s): best train loss "
         f"{record.train_loss[best]:.4f}, train top-1 {record.train_top1[best]:.1f}%{extra} "
         f"({record.seconds:.2f} s)",
     )
