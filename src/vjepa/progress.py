@@ -39,6 +39,7 @@ class Progress:
             ``off``.
         interval_s: seconds between two lines in line mode.
         lines: False when the caller prints its own periodic lines (then line mode prints nothing).
+        leave: keep the finished bar on the terminal (a run's main bar) instead of erasing it (short passes).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class Progress:
         mode: Mode = "auto",
         interval_s: float = 30.0,
         lines: bool = True,
+        leave: bool = False,
     ) -> None:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "lines"
@@ -68,7 +70,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=False
+                total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=leave
             )
 
     @property
@@ -84,7 +86,7 @@ class Progress:
         if self._bar is not None:
             self._bar.update(n)
             if postfix:
-                self._bar.set_postfix(postfix, refresh=False)
+                self._bar.set_postfix(postfix)
         elif self.show_lines and time.perf_counter() - self._last >= self.interval_s:
             self._line()
 

@@ -354,6 +354,7 @@ def _train(config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_
         enabled=runtime.is_main,
         mode="auto" if logcfg.progress_bar else "lines",
         lines=False,  # the loop prints its own lines every log_every steps
+        leave=True,
     )
     monitor = CollapseMonitor()
     latest = run.checkpoint
