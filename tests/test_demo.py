@@ -25,17 +25,17 @@ def test_quick_demo_writes_every_report_file(tmp_path, capsys):
     for name in ("pretrain_loss", "collapse_monitors", "masks", "accuracy", "pca"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
         assert f"figures/{name}.png" in report
-    rows = [
-        line
-        for line in report.splitlines()
-        if re.match(r"\| .* \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \|$", line)
-    ]
+    cell = (
+        r"(?:[\d.]+ ± [\d.]+(?: \(\d+ of \d+ not trained\))?|not trained)"  # one-epoch probes may not train
+    )
+    rows = [line for line in report.splitlines() if re.match(rf"\| .* \| {cell} \| {cell} \|$", line)]
     assert len(rows) == len(table_rows(DemoConfig.quick(str(out))))
     for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
         for cell in cells[1:]:
-            mean, std = (float(x) for x in cell.split(" ± "))
-            assert 0 <= mean <= 100 and std >= 0
+            if cell != "not trained":
+                mean, std = (float(x) for x in cell.split(" (")[0].split(" ± "))
+                assert 0 <= mean <= 100 and std >= 0
     assert "vjepa pretrain tiny_cpu" in report and "vjepa eval synthetic_motion" in report
     assert report.count("| held |") + report.count("| did not hold |") + report.count("| reversed |") == 6
     assert "report:" in capsys.readouterr().out

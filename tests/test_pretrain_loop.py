@@ -24,6 +24,7 @@ from vjepa.pretrain.metrics import read_metrics
 from vjepa.pretrain.objective import JEPAObjective
 from vjepa.pretrain.rundir import RunDirError
 from vjepa.pretrain.state import load_training_state
+from vjepa.progress import Progress
 
 
 def test_loss_falls_and_target_is_the_ema_of_the_encoder():
@@ -170,12 +171,19 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bar_only_on_rank_zero_terminals(monkeypatch):
-    assert loop._progress_bar(10, 0, enabled=True) is None  # stderr captured by pytest: not a terminal
+    def progress(enabled: bool = True, bar: bool = True) -> Progress:  # as the loop builds it
+        mode = "auto" if bar else "lines"
+        return Progress(
+            10, "pretraining", unit="step", initial=3, enabled=enabled, mode=mode, lines=False, leave=True
+        )
+
+    assert not progress().terminal  # stderr captured by pytest: not a terminal
     monkeypatch.setattr(sys, "stderr", _Terminal())
-    assert loop._progress_bar(10, 0, enabled=False) is None  # other ranks, or logging.progress_bar=false
-    bar = loop._progress_bar(10, 3, enabled=True)
-    bar.set_postfix(loss="0.5", lr="1e-3", clips_s="12.0")
-    bar.update(1)
+    assert not progress(enabled=False).terminal  # other ranks
+    assert not progress(bar=False).terminal  # logging.progress_bar=false
+    bar = progress()
+    assert bar.terminal
+    bar.update(1, loss="0.5", lr="1e-3", clips_s="12.0")
     bar.close()
     text = sys.stderr.getvalue()
     assert "4/10" in text and "loss=0.5" in text and "clips_s=12.0" in text

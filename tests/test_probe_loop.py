@@ -1,5 +1,5 @@
-"""Probe training and evaluation pieces on in-memory tensors: views and segments, the feature cache,
-schedules, subsets, sharding, metrics, k-NN."""
+"""Probe pieces on in-memory tensors: views and segments, the feature cache, schedules, sharding, grids of
+heads trained in one pass, trained / not-trained heads and the selection of the reported one, metrics, k-NN."""
 
 from __future__ import annotations
 
@@ -14,24 +14,24 @@ import torch
 from vjepa.models import VideoEncoder
 from vjepa.models.registry import EncoderConfig
 from vjepa.probe.attentive import AttentiveClassifier
+from vjepa.probe.caching import build_cache
 from vjepa.probe.config import OptimizationSection
+from vjepa.probe.evaluation import predict
 from vjepa.probe.features import CacheError, encode_views, open_cache, token_set_shape
+from vjepa.probe.heads import AttentiveGrid, make_grid
 from vjepa.probe.knn import KNNClassifier
-from vjepa.probe.loop import (
-    CachedFeatures,
-    OnlineFeatures,
-    ProbeRun,
-    build_cache,
-    cosine_value,
-    epoch_order,
-    eval_share,
-    make_optimizer,
-    predict,
-    probe_scores,
-    stratified_subset,
-    train_probes,
-)
 from vjepa.probe.metrics import classification_metrics, save_confusion_png
+from vjepa.probe.selection import HeadKeeper, SplitScores, select_head, trained_threshold
+from vjepa.probe.sources import CachedFeatures, FeatureBatch, OnlineFeatures, epoch_order, eval_share
+from vjepa.probe.training import (
+    cosine_value,
+    grid_optimizer,
+    planned_epochs,
+    set_schedule,
+    steps_per_epoch,
+    train_grid,
+    view_scores,
+)
 from vjepa.runtime import Runtime
 
 CPU = Runtime(torch.device("cpu"))
@@ -108,18 +108,20 @@ def test_cached_and_uncached_give_the_same_predictions(tmp_path):
     )
     cached = CachedFeatures(cache)
 
-    def score(t):
-        return probe_scores(probe, t, "fp32")
+    grid = make_grid(probe, 1).eval()
 
-    a = predict([score], online, batch_size=3, runtime=CPU)
-    b = predict([score], cached, batch_size=4, runtime=CPU)
+    def score(t):
+        return view_scores(grid, t, "fp32")[1]
+
+    a = predict(score, online, batch_size=3, runtime=CPU)
+    b = predict(score, cached, batch_size=4, runtime=CPU)
     assert torch.equal(a.index, torch.arange(10)) and torch.equal(a.labels, b.labels)
-    torch.testing.assert_close(a.scores[0], b.scores[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(a.scores[0], b.scores[0], atol=1e-5, rtol=1e-5)
     assert torch.equal(a.scores[0].argmax(1), b.scores[0].argmax(1))
     # the mean of softmaxes over the 3 views
     tokens = encode_views(enc, data.clips[:2])
     expected = torch.stack([probe(tokens[:, k]).softmax(-1) for k in range(3)]).mean(0)
-    torch.testing.assert_close(a.scores[0][:2], expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(a.scores[0][:2], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_stale_or_unfinished_cache(tmp_path):
@@ -156,26 +158,20 @@ def test_schedules_follow_the_official_recipe():
     assert cosine_value(1e-3, 0.0, 1, 100) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi / 100)))
 
 
-def test_optimizer_groups_exclude_biases_and_1d():
-    model = AttentiveClassifier(32, 4, 3)
-    opt = make_optimizer(model, 1e-3, 0.05)
-    decayed, excluded = opt.param_groups
-    assert decayed["weight_decay"] == 0.05 and excluded["weight_decay"] == 0.0
-    assert any(p is model.pooler.query_tokens for p in decayed["params"])
+def test_weight_decay_groups_are_the_official_ones():
+    grid = AttentiveGrid(AttentiveClassifier(32, 4, 3), 2)
+    opt = grid_optimizer(grid)
+    assert len(opt.param_groups) == 4
+    set_schedule(
+        opt, torch.tensor([1e-3, 2e-3], dtype=torch.float64), torch.tensor([0.05, 0.5], dtype=torch.float64)
+    )
+    decayed, excluded = opt.param_groups[2:]  # head 1
+    assert decayed["lr"] == excluded["lr"] == 2e-3
+    assert decayed["weight_decay"] == 0.5 and excluded["weight_decay"] == 0.0
+    head = grid.heads[1]
+    assert any(p is head.pooler.query_tokens for p in decayed["params"])
     assert all(p.ndim == 1 for p in excluded["params"])
-    assert len(decayed["params"]) + len(excluded["params"]) == len(list(model.parameters()))
-
-
-def test_stratified_subsets_are_seeded_and_per_class():
-    labels = np.repeat(np.arange(5), [100, 50, 20, 10, 3])
-    for f in (0.01, 0.05, 0.1, 0.5):
-        sub = stratified_subset(labels, f, seed=3)
-        counts = np.bincount(labels[sub], minlength=5)
-        assert list(counts) == [max(1, round(f * n)) for n in (100, 50, 20, 10, 3)]
-        assert np.array_equal(sub, stratified_subset(labels, f, seed=3))
-        assert len(np.unique(sub)) == len(sub)
-    assert not np.array_equal(stratified_subset(labels, 0.5, 0), stratified_subset(labels, 0.5, 1))
-    assert np.array_equal(stratified_subset(labels, 1.0, 0), np.arange(len(labels)))
+    assert len(decayed["params"]) + len(excluded["params"]) == len(list(head.parameters()))
 
 
 def test_eval_sharding_counts_every_sample_once_and_training_shares_are_equal():
@@ -191,41 +187,101 @@ def test_eval_sharding_counts_every_sample_once_and_training_shares_are_equal():
         epoch_order(np.arange(2), 0, 0, 0, 4)
 
 
+class Memory:
+    """Tokens in memory that count the batches read."""
+
+    def __init__(self, tokens, labels):
+        self.tokens, self.label_tensor = tokens, labels
+        self.labels = labels.numpy()
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batches(self, indices, batch_size, epoch):
+        for s in range(0, len(indices), batch_size):
+            i = torch.as_tensor(indices[s : s + batch_size])
+            self.reads += 1
+            yield FeatureBatch(i, self.tokens[i], self.label_tensor[i], torch.ones(len(i), dtype=torch.bool))
+
+
+def train(src, settings, epochs=4, mode="last"):
+    """A grid trained on ``src`` with the keeper following it; returns the grid and the kept epochs."""
+    torch.manual_seed(0)
+    grid = make_grid(AttentiveClassifier(16, 2, 3), len(settings))
+    keeper = HeadKeeper(grid, trained_threshold(src.labels), mode)
+    lrs = [s[0] for s in settings]
+    opt = OptimizationSection(epochs=epochs, batch_size=10, lr=lrs, weight_decay=[0.01], min_steps=0)
+
+    def after(record):
+        grid.eval()
+        preds = predict(lambda t: view_scores(grid, t, "fp32")[1], src, 16, CPU)
+        grid.train()
+        keeper.update(
+            record.epoch, record.train_loss, record.train_top1, SplitScores.of(preds.scores, preds.labels)
+        )
+        return False
+
+    train_grid(grid, settings, src, np.arange(len(src)), opt, after, seed=0, precision="fp32", runtime=CPU)
+    keeper.restore()
+    return grid.eval(), keeper.kept
+
+
 def test_several_settings_train_in_one_pass_and_learn():
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(60) % 3
     tokens = torch.randn(60, 2, 6, 16, generator=g)  # [M, V, N, D]
     tokens[..., :3] += 3 * torch.nn.functional.one_hot(labels, 3)[:, None, None, :].float()
-
-    class Memory:
-        def __init__(self):
-            self.labels = labels.numpy()
-            self.reads = 0
-
-        def __len__(self):
-            return 60
-
-        def batches(self, indices, batch_size, epoch):
-            from vjepa.probe.loop import FeatureBatch
-
-            for s in range(0, len(indices), batch_size):
-                i = torch.as_tensor(indices[s : s + batch_size])
-                self.reads += 1
-                yield FeatureBatch(i, tokens[i], labels[i], torch.ones(len(i), dtype=torch.bool))
-
-    src = Memory()
-    runs = []
-    for lr in (1e-2, 1e-4):
-        torch.manual_seed(0)
-        model = AttentiveClassifier(16, 2, 3)
-        runs.append(ProbeRun(f"lr{lr}", 1.0, lr, 0.01, model, make_optimizer(model, lr, 0.01)))
-    opt = OptimizationSection(epochs=4, batch_size=10, lr=[1e-2, 1e-4])
-    train_probes(runs, src, np.arange(60), opt, seed=0, precision="fp32", runtime=CPU)
-    assert src.reads == 4 * 6  # one read per batch, shared by both settings
-    assert runs[0].history[-1]["train_loss"] < runs[1].history[-1]["train_loss"]
-    assert runs[0].history[-1]["train_top1"] > 90
-    preds = predict([lambda t: probe_scores(runs[0].model.eval(), t, "fp32")], src, 16, CPU)
+    src = Memory(tokens, labels)
+    grid, kept = train(src, [(1e-2, 0.01), (1e-6, 0.01)])
+    assert (
+        src.reads == 4 * 6 + 4 * 4
+    )  # one read per training batch, shared by both heads; one scoring pass per epoch
+    assert kept[0].trained and kept[0].train_top1 > 90 and kept[0].epoch == 4
+    assert not kept[1].trained and kept[1].train_top1 < trained_threshold(
+        src.labels
+    )  # lr 1e-6: it cannot move
+    assert select_head(kept) == 0
+    preds = predict(lambda t: view_scores(grid, t, "fp32")[1], src, 16, CPU)
     assert classification_metrics(preds.scores[0], preds.labels, 3).top1 > 90
+
+
+def test_labels_the_features_cannot_explain_are_not_trained():
+    labels = torch.arange(60) % 3
+    tokens = torch.ones(60, 1, 6, 16)  # every sample has the same features
+    src = Memory(tokens, labels)
+    _, kept = train(src, [(1e-2, 0.01), (1e-3, 0.01)], mode="best")
+    assert trained_threshold(src.labels) == pytest.approx(100 / 3 + 3 * 100 * math.sqrt(2 / 9 / 60))
+    assert all(not k.trained for k in kept) and all(k.train_top1 <= 40 for k in kept)
+    assert select_head(kept) is None
+
+
+def test_small_training_sets_get_more_epochs_to_reach_min_steps():
+    opt = OptimizationSection(epochs=20, batch_size=16, min_steps=500)
+    assert steps_per_epoch(opt, 408, 1) == 26 and planned_epochs(opt, 408, 1) == 20  # 520 steps already
+    assert steps_per_epoch(opt, 41, 1) == 3 and planned_epochs(opt, 41, 1) == 167
+    assert planned_epochs(opt, 41, 2) == 250  # 20 samples per rank: 2 steps per epoch
+    assert planned_epochs(OptimizationSection(epochs=20, min_steps=0), 41, 1) == 20
+
+
+def test_the_best_epoch_is_kept_only_among_trained_epochs():
+    grid = AttentiveGrid(AttentiveClassifier(8, 2, 2), 1)
+    keeper = HeadKeeper(grid, threshold=60.0, mode="best")
+    rows = [(1, 55.0, 70.0), (2, 80.0, 65.0), (3, 90.0, 75.0), (4, 95.0, 72.0)]  # epoch, train, selection
+    for epoch, train_top1, sel in rows:
+        with torch.no_grad():
+            grid.heads[0].linear.bias.fill_(epoch)
+        keeper.update(
+            epoch,
+            torch.tensor([0.1]),
+            torch.tensor([train_top1]),
+            SplitScores(torch.tensor([sel]), torch.tensor([0.5])),
+        )
+    keeper.restore()
+    assert (
+        keeper.kept[0].epoch == 3 and keeper.kept[0].selection_top1 == 75.0
+    )  # epoch 1 had the best selection, untrained
+    assert torch.all(grid.heads[0].linear.bias == 3)
 
 
 def test_metrics_and_confusion_png(tmp_path):

@@ -244,9 +244,14 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from vjepa.probe.config import load_eval_config
     from vjepa.probe.loop import run_eval
+    from vjepa.probe.selection import ProbeNotTrainedError
 
     config, path = load_eval_config(args.config, args.set)
-    run_eval(config, path)
+    try:
+        run_eval(config, path)
+    except ProbeNotTrainedError as err:  # the outputs are written; the result is not a number
+        print(f"vjepa eval: not trained: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -28,7 +28,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -43,6 +43,7 @@ from vjepa.checkpoint import EncoderKey, atomic_write, check_clip_fits, load_pre
 from vjepa.errors import VjepaError, shown
 from vjepa.models.encoder import VideoEncoder
 from vjepa.probe.features import encoder_fingerprint
+from vjepa.progress import track
 from vjepa.runtime import Precision, Runtime, autocast, log, setup, teardown
 
 InputKind = Literal["video", "image"]
@@ -282,7 +283,8 @@ def extract_features(
         num_workers=spec.num_workers,
     )
     pending: dict[int, list[Tensor | None]] = {}
-    for batch in _progress(loader, runtime, len(items)):
+    batches = math.ceil(len(items) / spec.batch_size)
+    for batch in track(loader, batches, "extracting", unit="batch", enabled=runtime.is_main):
         good = [(item, clip) for item, clip, _ in batch if clip is not None]
         for item, clip, reason in batch:
             if clip is None:
@@ -385,16 +387,6 @@ def _write_manifest(
         }
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
     return path
-
-
-def _progress(loader: DataLoader, runtime: Runtime, total_items: int) -> Iterator:
-    if not runtime.is_main:
-        return iter(loader)
-    from tqdm import tqdm
-
-    return iter(
-        tqdm(loader, total=math.ceil(total_items / loader.batch_size), desc="extracting", unit="batch")
-    )
 
 
 def run_extract(

@@ -39,6 +39,7 @@ class DemoConfig:
             from ``budget_minutes`` with a timed calibration run, which a busy machine makes shorter.
         min_steps: lower bound when sized from the budget.
         probe_epochs: epochs of each probe.
+        probe_min_steps: optimizer steps each probe takes at least (more epochs for the low-label row).
         probe_lr: probe learning rate.
         low_label_fraction: fraction of training labels for the label-efficiency row.
         threads: CPU threads (None: torch's default).
@@ -62,6 +63,7 @@ class DemoConfig:
     pretrain_steps: int | None = 220
     min_steps: int = 20
     probe_epochs: int = 20
+    probe_min_steps: int = 500
     probe_lr: float = 1e-3
     low_label_fraction: float = 0.1
     threads: int | None = None
@@ -87,6 +89,7 @@ class DemoConfig:
             pretrain_steps=3,
             min_steps=1,
             probe_epochs=1,
+            probe_min_steps=0,
             low_label_fraction=0.5,
         )
 

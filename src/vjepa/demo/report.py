@@ -3,6 +3,7 @@ it, and the commands behind every row. Every number in it is computed here from 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,9 +83,12 @@ def claims(cfg: DemoConfig) -> list[Claim]:
 
 
 def summarize(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation) over probe seeds."""
-    mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+    """(mean, sample standard deviation) over the probe seeds whose probe trained (NaN: not trained; both
+    NaN when none did)."""
+    trained = [v for v in values if not math.isnan(v)]
+    if not trained:
+        return math.nan, math.nan
+    return statistics.fmean(trained), (statistics.stdev(trained) if len(trained) > 1 else 0.0)
 
 
 def verdict(claim: Claim, results: Mapping[str, Mapping[str, Sequence[float]]]) -> tuple[str, float]:
@@ -202,8 +206,13 @@ def results_table(rows: Sequence[Row], results) -> list[str]:
     for row in rows:
         cells = []
         for label in LABELS:
-            mean, std = summarize(results[row.key][label])
-            cells.append(f"{mean:.1f} ± {std:.1f}")
+            values = results[row.key][label]
+            mean, std = summarize(values)
+            failed = sum(math.isnan(v) for v in values)
+            cell = "not trained" if failed == len(values) else f"{mean:.1f} ± {std:.1f}"
+            cells.append(
+                cell + (f" ({failed} of {len(values)} not trained)" if 0 < failed < len(values) else "")
+            )
         lines.append(f"| {row.title} | {cells[0]} | {cells[1]} |")
     return lines
 

@@ -172,6 +172,7 @@ def eval_overrides(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[str
         f"data.resolution={cfg.size}",
         f"probe.kind={row.readout}",
         f"optimization.epochs={cfg.probe_epochs}",
+        f"optimization.min_steps={cfg.probe_min_steps}",
         f"optimization.lr=[{cfg.probe_lr}]",
         f"label_fractions=[{row.fraction}]",
         f"cache.dir={cfg.root / 'cache' / label}",
@@ -183,16 +184,21 @@ def eval_overrides(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[str
 
 
 def run_probe(cfg: DemoConfig, row: Row, label: str, seed: int) -> float:
-    """Top-1 (%) of one probe on the validation set; an existing result is read back, not recomputed."""
+    """Top-1 (%) of the selected probe head on the validation set, NaN when no head trained; an existing
+    result is read back, not recomputed."""
     from vjepa.probe.config import load_eval_config
     from vjepa.probe.loop import run_eval
+    from vjepa.probe.selection import ProbeNotTrainedError
 
     out = cfg.root / "eval" / row.key / label / f"seed{seed}" / "metrics.json"
     if not out.is_file():
         config, source = load_eval_config(f"synthetic_{label}", eval_overrides(cfg, row, label, seed))
-        run_eval(config, source)
-    metrics = json.loads(out.read_text())
-    return float(max(r["top1"] for r in metrics["results"]))
+        try:
+            run_eval(config, source)
+        except ProbeNotTrainedError as err:
+            log(None, f"WARNING: {err}")
+    top1 = json.loads(out.read_text())["selected"][0]["top1"]
+    return float("nan") if top1 is None else float(top1)
 
 
 # --------------------------------------------------------------------------------------------------- main

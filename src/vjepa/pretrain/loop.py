@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +65,7 @@ from vjepa.pretrain.state import (
     save_training_state,
 )
 from vjepa.pretrain.warm_start import warm_start
+from vjepa.progress import Progress, hms
 from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup, teardown
 
 
@@ -422,7 +422,16 @@ def _train(
         if runtime.is_main
         else None
     )
-    bar = _progress_bar(total, start_step, enabled=runtime.is_main and logcfg.progress_bar)
+    progress = Progress(
+        total,
+        "pretraining",
+        unit="step",
+        initial=start_step,
+        enabled=runtime.is_main,
+        mode="auto" if logcfg.progress_bar else "lines",
+        lines=False,  # the loop prints its own lines every log_every steps
+        leave=True,
+    )
     monitor = CollapseMonitor()
     _warn_slow_ema(config, trainer, total)
     latest = run.checkpoint
@@ -451,24 +460,20 @@ def _train(
             row = _metrics_row(result, step, opt.ipe, clips_per_s, elapsed / window_steps)
             monitored = step % logcfg.monitor_every == 0
             if monitored:
-                stats = monitor.evaluate(result.output.targets, result.output.predictions)
+                stats = monitor.evaluate(result.output.targets, result.output.predictions, step)
                 row.update(stats.as_metrics())
                 for warning in stats.warnings:
-                    _message(runtime, bar, f"WARNING step {step}: {warning}")
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", clips_s=f"{clips_per_s:.1f}"
-                )
+                    progress.write(f"WARNING step {step}: {warning}", err=True)
+            progress.update(1, loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", clips_s=f"{clips_per_s:.1f}")
             if monitored or step % logcfg.log_every == 0 or step == total - 1:
                 if metrics is not None:
                     metrics.write(step, row)
-                if bar is None:
+                if not progress.terminal:
                     eta = (total - step - 1) * elapsed / window_steps
                     log(
                         runtime,
                         f"step {step}/{total} loss {result.loss:.4f} lr {result.lr:.3e} "
-                        f"clips/s {clips_per_s:.1f} eta {_hms(eta)}",
+                        f"clips/s {clips_per_s:.1f} eta {hms(eta)}",
                     )
                 window_start, window_steps = time.perf_counter(), 0
             step += 1
@@ -480,8 +485,7 @@ def _train(
                 )
                 latest = kept if config.runtime.strategy == "fsdp" else latest
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
         if metrics is not None:
             metrics.close()
     if logcfg.export and not export_is_complete(run, step):
@@ -611,26 +615,3 @@ def _checkpoint_step(path: Path) -> int | str:
 def _barrier(runtime: Runtime) -> None:
     if runtime.distributed:
         dist.barrier()
-
-
-def _progress_bar(total: int, initial: int, enabled: bool):
-    """A tqdm bar on an interactive terminal; None otherwise (then log lines are printed instead)."""
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-
-
-def _message(runtime: Runtime, bar, text: str) -> None:
-    if not runtime.is_main:
-        return
-    if bar is not None:
-        bar.write(text, file=sys.stderr)
-    else:
-        print(text, file=sys.stderr, flush=True)
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

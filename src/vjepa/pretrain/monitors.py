@@ -9,8 +9,13 @@ but a bad LR or EMA schedule can let it happen. Every ``monitor_every`` steps th
 - ``rankme``: the effective rank (RankMe, Garrido et al. 2023: ``exp`` of the entropy of the normalized
   singular values) of clip-pooled target features gathered over the last steps. It is at most
   ``min(#clips, D)`` and falls toward 1 when all clips map to one direction.
-- ``pred_std``: the same std for the predictions, relative to the targets'; it falls toward 0 when the
-  predictor outputs a constant.
+- ``pred_std``: the same std for the predictions, relative to the targets'. Recorded, never warned about:
+  it starts small (the predictor's initialization, 0.05-0.15 of the targets' in the demo) and a predictor
+  that outputs a constant shows in the loss.
+
+A warning needs evidence that holds up: one of the signs (target std near zero, RankMe below 2, RankMe below a
+third of its highest value) at ``PATIENCE`` monitor points in a row. It is given once per episode, says what
+to try, and is given again only after the signs were gone for ``PATIENCE`` points.
 """
 
 from __future__ import annotations
@@ -22,12 +27,21 @@ import torch
 from torch import Tensor
 
 STD_WARN = 0.05
-"""Warn when the mean per-dimension target std falls below this (healthy: about 1)."""
+"""A sign of collapse: the mean per-dimension target std below this (healthy: about 1; 0.55-0.68 in the
+demo's healthy runs)."""
 RANK_WARN = 2.0
-"""Warn when RankMe falls below this: the pooled features span about one direction. (Healthy values depend on
-the data: a few hundred on natural video, about 10 on the 16-class synthetic videos.)"""
-PRED_STD_WARN_FRACTION = 0.05
-"""Warn when the predictions' std falls below this fraction of the targets'."""
+"""A sign of collapse: RankMe below this (the pooled features span about one direction). Healthy values
+depend on the data: a few hundred on natural video, 9-12 on the synthetic videos of ``vjepa demo``."""
+RANK_DROP = 1 / 3
+"""A sign of collapse: RankMe below this fraction of its highest value so far (the demo's healthy runs stay
+within 10% of theirs after the window fills)."""
+PATIENCE = 3
+"""Monitor points in a row a sign must hold before the warning (so never at step 0); the warning is given
+once, and again only after the signs were gone for as many points."""
+ADVICE = (
+    "try a lower optimization.lr, a slower target EMA (optimization.ema closer to 1, e.g. [0.999, 1.0]) or a "
+    "regulariser (objective.regularizer=vc or sigreg)"
+)
 
 
 def rankme(features: Tensor, eps: float = 1e-7) -> float:
@@ -75,7 +89,8 @@ class CollapseStats:
 
 
 class CollapseMonitor:
-    """Keeps the clip-pooled target features of recent steps and evaluates the collapse statistics.
+    """Keeps the clip-pooled target features of recent steps, evaluates the collapse statistics and warns on
+    sustained signs of collapse.
 
     Args:
         window: how many pooled clip features (rows) to keep for RankMe.
@@ -85,6 +100,9 @@ class CollapseMonitor:
         self.pooled: deque[Tensor] = deque()
         self.window = window
         self._rows = 0
+        self.best_rank = 0.0  # highest RankMe so far
+        self.recent: deque[tuple[int | None, list[str]]] = deque(maxlen=PATIENCE)
+        self.warned = False
 
     def observe(self, pooled: Tensor | None) -> None:
         """Add one step's pooled target features ``[B, D]`` (None: pixel targets, nothing to add)."""
@@ -95,9 +113,12 @@ class CollapseMonitor:
         while self.pooled and self._rows - self.pooled[0].shape[0] >= self.window:
             self._rows -= self.pooled.popleft().shape[0]
 
-    def evaluate(self, targets: list[Tensor], predictions: list[Tensor]) -> CollapseStats:
+    def evaluate(
+        self, targets: list[Tensor], predictions: list[Tensor], step: int | None = None
+    ) -> CollapseStats:
         """Statistics of one step's targets and predictions (each ``[B, K_tgt, D]`` per mask setting) and
-        of the pooled features observed so far."""
+        of the pooled features observed so far; ``warnings`` holds the collapse warning on the point where
+        the evidence becomes sustained (see the module docstring)."""
         std = torch.cat([per_dim_std(t) for t in targets])  # [settings * D]
         ratios = [
             float(per_dim_std(p).mean() / per_dim_std(t).mean().clamp_min(1e-12))
@@ -110,18 +131,36 @@ class CollapseMonitor:
         else:
             rank, rank_max = float("nan"), 0
         stats = CollapseStats(float(std.mean()), float(std.min()), pred_ratio, rank, rank_max)
-        if stats.target_std_mean < STD_WARN:
-            stats.warnings.append(
-                f"target features are collapsing: mean per-dimension std {stats.target_std_mean:.4f} "
-                f"(< {STD_WARN}; healthy is about 1)"
-            )
-        if rank_max >= 4 and rank < RANK_WARN:
-            stats.warnings.append(
-                f"pooled target features are collapsing: RankMe {rank:.2f} of at most {rank_max}"
-            )
-        if pred_ratio < PRED_STD_WARN_FRACTION:
-            stats.warnings.append(
-                f"predictions are collapsing: their std is {pred_ratio:.4f} of the targets' "
-                f"(< {PRED_STD_WARN_FRACTION})"
-            )
+        signs = self._signs(stats)
+        self.recent.append((step, signs))
+        warning = self._episode(signs)
+        if warning:
+            stats.warnings.append(warning)
         return stats
+
+    def _signs(self, stats: CollapseStats) -> list[str]:
+        """The signs of collapse at this point (empty when healthy)."""
+        signs = []
+        if stats.target_std_mean < STD_WARN:
+            signs.append(f"target std {stats.target_std_mean:.4f} (< {STD_WARN}; healthy is about 1)")
+        if stats.rankme_max >= 4:
+            if stats.rankme < RANK_WARN:
+                signs.append(f"RankMe {stats.rankme:.2f} of at most {stats.rankme_max} (< {RANK_WARN})")
+            elif stats.rankme < RANK_DROP * self.best_rank:
+                signs.append(
+                    f"RankMe {stats.rankme:.2f}, below {RANK_DROP:.2f} of its best {self.best_rank:.2f}"
+                )
+            self.best_rank = max(self.best_rank, stats.rankme)
+        return signs
+
+    def _episode(self, signs: list[str]) -> str | None:
+        """The warning when the signs have held ``PATIENCE`` points and none was given in this episode."""
+        window = list(self.recent)[-PATIENCE:]
+        if len(window) == PATIENCE and all(not s for _, s in window):
+            self.warned = False  # healthy for PATIENCE points: a new episode may warn again
+        if self.warned or len(window) < PATIENCE or not all(s for _, s in window):
+            return None
+        self.warned = True
+        first = window[0][0]
+        since = f" since step {first}" if first is not None else f" for {PATIENCE} monitor points"
+        return f"representation collapse{since}: {'; '.join(signs)}. To recover, {ADVICE}"

@@ -46,6 +46,7 @@ class ProbeArch:
             cross-attention block).
         norm_eps: LayerNorm epsilon of the pooler (official probes 1e-5; Hugging Face classifiers 1e-6).
         xattn_proj: the pooler holds the never-applied ``xattn.proj`` (V-JEPA layout; V-JEPA 2 has none).
+        standardize: standardize the pooled feature before the Linear layer (linear only).
     """
 
     kind: ProbeKind
@@ -56,6 +57,7 @@ class ProbeArch:
     depth: int = 1
     norm_eps: float = 1e-5
     xattn_proj: bool = True
+    standardize: bool = False
 
     def build(self) -> nn.Module:
         if self.kind == "attentive":
@@ -69,7 +71,7 @@ class ProbeArch:
                 unused_proj=self.xattn_proj,
             )
         if self.kind == "linear":
-            return LinearClassifier(self.embed_dim, self.num_classes)
+            return LinearClassifier(self.embed_dim, self.num_classes, self.standardize)
         raise ValueError(f"probe kind must be 'attentive' or 'linear', got {self.kind!r}")
 
 

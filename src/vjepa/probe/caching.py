@@ -1,0 +1,152 @@
+"""The feature sources of a run: on the fly, or feature caches opened when valid, built when absent and
+refused when stale (``<cache.dir>/<encoder fingerprint[:16]>/<split>``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset
+
+from vjepa.models.encoder import VideoEncoder
+from vjepa.probe.config import EvalConfig
+from vjepa.probe.features import (
+    CacheError,
+    CacheWriter,
+    FeatureCache,
+    open_cache,
+    records_fingerprint,
+    token_set_shape,
+)
+from vjepa.probe.sources import CachedFeatures, FeatureSource, OnlineFeatures, eval_share
+from vjepa.progress import track
+from vjepa.runtime import Precision, Runtime, log
+
+
+def cache_root(cache_dir: str | Path, fingerprint: str) -> Path:
+    """Caches of different encoders live side by side: ``<cache.dir>/<fingerprint[:16]>/<split>``."""
+    return Path(cache_dir) / fingerprint[:16]
+
+
+def build_cache(
+    root: str | Path,
+    online: OnlineFeatures,
+    *,
+    shape: Sequence[int],
+    pinned: dict[str, Any],
+    info: dict[str, Any],
+    batch_size: int,
+    dtype: str,
+    runtime: Runtime,
+) -> FeatureCache:
+    """Encode every sample once (each rank its share) into a new cache, then open it."""
+    writer = CacheWriter(root, shape, dtype, create=runtime.is_main)  # type: ignore[arg-type]
+    _barrier(runtime)
+    mine = eval_share(len(online), runtime.rank, runtime.world_size)
+    start = time.perf_counter()
+    batches = online.batches(mine, batch_size, 0)
+    total = math.ceil(len(mine) / batch_size)
+    for batch in track(batches, total, f"caching {root}", unit="batch", enabled=runtime.is_main):
+        writer.write(batch.index, batch.tokens, batch.labels, batch.counted)
+    writer.flush()
+    _barrier(runtime)
+    if runtime.is_main:
+        writer.finish(pinned, {**info, "seconds": round(time.perf_counter() - start, 2)})
+    _barrier(runtime)
+    cache = open_cache(root, pinned)
+    assert cache is not None
+    return cache
+
+
+def feature_sources(
+    cfg: EvalConfig,
+    encoder: VideoEncoder,
+    encoder_info: dict[str, Any],
+    datasets: dict[str, Dataset],
+    precision: Precision,
+    runtime: Runtime,
+) -> dict[str, FeatureSource]:
+    """One source per split (``train``, ``val``, maybe ``selection``): on the fly, or cached."""
+    d = cfg.data
+    online = {
+        name: OnlineFeatures(
+            encoder,
+            ds,
+            segments=cfg.probe.segments,
+            precision=precision,
+            device=runtime.device,
+            num_workers=d.num_workers,
+            fresh_draws=name == "train" and d.train_augment,
+        )
+        for name, ds in datasets.items()
+    }
+    if cfg.cache.dir is None:
+        return dict(online)
+    clip = torch.empty(1, 3, d.frames_per_clip, d.resolution, d.resolution, device="meta")
+    tokens_per_clip = encoder.grid_for(clip).num_tokens
+    sources: dict[str, FeatureSource] = {}
+    for name, src in online.items():
+        views = 1 if name == "train" else d.num_views
+        ds = src.dataset.dataset
+        v, n = token_set_shape(d.num_segments, views, tokens_per_clip, cfg.probe.segments)
+        shape = (len(ds), v, n, encoder.embed_dim)  # type: ignore[arg-type]
+        pinned = _pinned(cfg, encoder_info["fingerprint"], ds, views, precision)
+        root = cache_root(cfg.cache.dir, encoder_info["fingerprint"]) / name
+        cache = _open_or_none(root, pinned, cfg.cache.overwrite)
+        if cache is None:
+            gb = math.prod(shape) * (2 if cfg.cache.dtype == "float16" else 4) / 1e9
+            if gb > cfg.cache.max_gb:
+                raise ValueError(
+                    f"the {name} feature cache would take {gb:.1f} GB > cache.max_gb={cfg.cache.max_gb}"
+                )
+            log(runtime, f"building the {name} feature cache {root}: shape {list(shape)}, {gb:.3f} GB")
+            info = {"encoder": encoder_info, "split": name}
+            cache = build_cache(
+                root, src, shape=shape, pinned=pinned, info=info, batch_size=cfg.optimization.batch_size,
+                dtype=cfg.cache.dtype, runtime=runtime,
+            )  # fmt: skip
+        else:
+            log(runtime, f"using the {name} feature cache {root}")
+        sources[name] = CachedFeatures(cache, runtime.device)
+    return sources
+
+
+def _pinned(
+    cfg: EvalConfig, fingerprint: str, ds: Dataset, views: int, precision: Precision
+) -> dict[str, Any]:
+    """Everything the cached features depend on."""
+    d = cfg.data
+    return {
+        "encoder": fingerprint,
+        "dataset": {"kind": d.kind, "records": records_fingerprint(ds.records), "num_samples": len(ds)},  # type: ignore[attr-defined,arg-type]
+        "clip": {
+            "frames_per_clip": d.frames_per_clip,
+            "frame_step": d.frame_step,
+            "num_segments": d.num_segments,
+            "num_views": views,
+            "resolution": d.resolution,
+            "segments": cfg.probe.segments,
+            "max_short_side": d.decode_short_side,
+        },
+        "precision": precision,
+        "dtype": cfg.cache.dtype,
+    }
+
+
+def _open_or_none(root: Path, pinned: dict[str, Any], overwrite: bool) -> FeatureCache | None:
+    try:
+        return open_cache(root, pinned)
+    except CacheError:
+        if overwrite:
+            return None
+        raise
+
+
+def _barrier(runtime: Runtime) -> None:
+    if runtime.distributed:
+        dist.barrier()
