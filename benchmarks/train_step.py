@@ -13,10 +13,16 @@ achieved rate is "model FLOP/s" as in MFU.
 Each (model, precision) runs in its own subprocess, so the peak memory (CPU: peak RSS of the process; CUDA:
 ``max_memory_allocated``) is that configuration's own.
 
+The header prints what decides ``precision: auto`` (:func:`vjepa.runtime.resolve_precision`): torch's CPU
+kernels, the bf16 instruction sets the CPU reports, the oneDNN ISA limit, the matmul probe, and the resolved
+choice, so that the rule can be checked against the measured step times on any machine. Force an AVX2
+laptop's kernels on an AVX512 machine with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``.
+
 Examples::
 
     python benchmarks/train_step.py                                   # vit_tiny 8x112x112, batch 8, CPU, 2 threads
-    python benchmarks/train_step.py --models tiny small base --precision fp32 bf16
+    python benchmarks/train_step.py --models tiny small base --precision fp32 bf16 auto
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/train_step.py   # an AVX2-only CPU
     python benchmarks/train_step.py --device cuda --models large --frames 16 --size 224 --batch 24 \\
         --pred-depth 12 --pred-width 384 --precision bf16 --activation-checkpointing both
 """
@@ -43,7 +49,13 @@ from vjepa.pretrain.loop import Trainer, train_step
 from vjepa.pretrain.objective import JEPAObjective
 from vjepa.pretrain.optim import build_optimizer, param_groups
 from vjepa.pretrain.schedules import Schedules
-from vjepa.runtime import Runtime, resolve_device
+from vjepa.runtime import (
+    Runtime,
+    cpu_bf16_speedup,
+    cpu_bf16_support,
+    resolve_device,
+    resolve_precision,
+)
 
 # --------------------------------------------------------------------------------------------- FLOP count
 
@@ -144,7 +156,8 @@ def build(args: argparse.Namespace, setting: Setting, device: torch.device):
     optimizer = build_optimizer(
         param_groups(objective.encoder, [objective.predictor]), betas=(0.9, 0.999), eps=1e-8, device=device
     )
-    trainer = Trainer(objective, objective, optimizer, Schedules(opt_cfg), setting.precision, Runtime(device))
+    precision = resolve_precision(setting.precision, device).precision
+    trainer = Trainer(objective, objective, optimizer, Schedules(opt_cfg), precision, Runtime(device))
     grid = TokenGrid.from_clip(args.frames, args.size, args.size, tubelet_size=2, patch_size=16)
     collator = MaskCollator(make_mask_generators("multiblock", grid), seed=0)
     return trainer, collator, grid
@@ -209,10 +222,22 @@ def run_one(args: argparse.Namespace, setting: Setting) -> dict:
     }
 
 
+def print_precision_header(device: torch.device) -> None:
+    """What decides ``precision: auto`` here, and its choice."""
+    if device.type == "cpu":
+        s = cpu_bf16_support()
+        print(f"# CPU: torch kernels {s.torch_kernels} (ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '-')}), "
+              f"bf16 instructions {'+'.join(s.bf16_flags) or 'none'}, oneDNN ISA limit "
+              f"{s.onednn_isa_limit or 'none'}: native bf16 {'yes' if s.native else 'no'} ({s.reason})")  # fmt: skip
+        print(f"# bf16 matmul probe: {cpu_bf16_speedup():.2f}x fp32's speed (CPU time)")
+    decision = resolve_precision("auto", device)
+    print(f"# precision auto -> {decision.precision}: {decision.reason}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["tiny"], help="encoder sizes (tiny small base large ...)")
-    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16"])
     p.add_argument("--activation-checkpointing", choices=["off", "on", "both"], default="off")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=112)
@@ -236,8 +261,9 @@ def main() -> None:
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
+    resolved = {prec: resolve_precision(prec, device).precision for prec in args.precision}
     rates = {
-        prec: matmul_rate(device, torch.float32 if prec == "fp32" else torch.bfloat16)
+        prec: matmul_rate(device, torch.float32 if resolved[prec] == "fp32" else torch.bfloat16)
         for prec in args.precision
     }
     name = (
@@ -251,6 +277,7 @@ def main() -> None:
           f"width {args.pred_width}, paper multi-block masks (2 settings); median of {args.steps} steps")  # fmt: skip
     for prec, rate in rates.items():
         print(f"# plain matmul {prec}: {rate / 1e12:.3f} TFLOP/s")
+    print_precision_header(device)
     sys.stdout.flush()
     acs = {"off": [False], "on": [True], "both": [False, True]}[args.activation_checkpointing]
     print("| model | precision | act. ckpt | step (s), median | min | GFLOP/step | achieved TFLOP/s | % of matmul | "
@@ -268,8 +295,9 @@ def main() -> None:
                 if args.profile:
                     print(done.stderr, file=sys.stderr)
                 r = json.loads(done.stdout.strip().splitlines()[-1])
+                shown = prec if prec != "auto" else f"auto -> {resolved[prec]}"
                 achieved = r["gflop_per_step"] * 1e9 / r["step_s"]
-                print(f"| {model} | {prec} | {'on' if ac else 'off'} | {r['step_s']:.3f} | {r['step_s_min']:.3f} | "
+                print(f"| {model} | {shown} | {'on' if ac else 'off'} | {r['step_s']:.3f} | {r['step_s_min']:.3f} | "
                       f"{r['gflop_per_step']:.1f} | "
                       f"{achieved / 1e12:.3f} | {100 * achieved / rates[prec]:.1f} | {r['peak_mem_gib']:.2f} |",
                       flush=True)  # fmt: skip

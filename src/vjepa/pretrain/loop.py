@@ -57,7 +57,19 @@ from vjepa.pretrain.state import (
     save_training_state,
     set_rng_state,
 )
-from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup, teardown
+from vjepa.runtime import (
+    Precision,
+    PrecisionDecision,
+    Runtime,
+    autocast,
+    log,
+    record_run_environment,
+    resolve_precision,
+    seed_everything,
+    setup,
+    teardown,
+)
+from vjepa.threads import StepTimeWatch
 
 
 class TrainingDiverged(RuntimeError):
@@ -129,6 +141,7 @@ class FitResult:
         end_step: optimizer steps completed at the end.
         last_loss: loss of the last step (NaN when no step ran).
         checkpoint: the latest checkpoint.
+        precision: the precision the session ran and why (also in ``runtime.json``).
     """
 
     run_dir: Path
@@ -136,6 +149,7 @@ class FitResult:
     end_step: int
     last_loss: float
     checkpoint: Path | None
+    precision: PrecisionDecision | None = None
 
 
 # ------------------------------------------------------------------------------------------------- build
@@ -330,10 +344,14 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
     if runtime.distributed:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         model = DistributedDataParallel(objective, device_ids=device_ids, broadcast_buffers=False)
+    decision = resolve_precision(config.runtime.precision, runtime.device)
+    record_run_environment(run.path, runtime, decision, start_step)
     trainer = Trainer(
-        objective, model, optimizer, Schedules(config.optimization), config.runtime.precision, runtime
+        objective, model, optimizer, Schedules(config.optimization), decision.precision, runtime
     )
-    return _train(config, run, trainer, stream, start_step)
+    result = _train(config, run, trainer, stream, start_step)
+    result.precision = decision
+    return result
 
 
 def _train(config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_step: int) -> FitResult:
@@ -352,12 +370,14 @@ def _train(config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_
     batches = stream.batches()
     step, result = start_step, None
     window_start, window_steps = time.perf_counter(), 0
+    watch = StepTimeWatch(runtime.threads) if runtime.device.type == "cpu" else None
     trainer.objective.train()
     try:
         while step < total:
             micro = [
                 next(batches).to(runtime.device, non_blocking=True) for _ in range(opt.accumulation_steps)
             ]
+            step_start = time.perf_counter()
             try:
                 result = train_step(trainer, micro, step)
             except TrainingDiverged as err:
@@ -367,6 +387,9 @@ def _train(config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_
                     else "none was written yet"
                 )
                 raise TrainingDiverged(f"{err}; the run stopped. The last good checkpoint: {where}") from None
+            swing = watch.observe(time.perf_counter() - step_start) if watch is not None else None
+            if swing is not None:
+                _message(runtime, bar, f"WARNING step {step}: {swing}")
             monitor.observe(result.output.pooled_targets)
             window_steps += 1
             elapsed = time.perf_counter() - window_start

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vjepa.checkpoint import EncoderKey
+from vjepa.runtime import PrecisionChoice
 
 Readout = Literal["attentive", "linear", "knn"]
 DataKind = Literal["video", "image"]
 SegmentMode = Literal["concat", "separate"]
-EvalPrecision = Literal["auto", "fp32", "bf16"]
 
 
 def _positive(owner: object, names: tuple[str, ...]) -> None:
@@ -172,8 +172,9 @@ class EvalConfig:
         output_dir: where metrics, plots, probes and the resolved config go (must not hold a finished run).
         seed: seeds probe init, batch order and label subsets.
         device: ``auto`` | ``cpu`` | ``cuda``.
-        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast for encoder and probe).
-        threads: CPU threads (null: torch's default).
+        precision: ``auto`` (bf16 autocast where bf16 is native and faster, fp32 elsewhere; see
+            :func:`vjepa.runtime.resolve_precision`), ``fp32`` or ``bf16`` (autocast for encoder and probe).
+        threads: CPU threads (null: ``OMP_NUM_THREADS`` if set, else the CPUs this process may use).
     """
 
     encoder: EncoderSection = field(default_factory=EncoderSection)
@@ -185,7 +186,7 @@ class EvalConfig:
     output_dir: str = "runs/eval"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: EvalPrecision = "auto"
+    precision: PrecisionChoice = "auto"
     threads: int | None = None
 
     def __post_init__(self) -> None:

@@ -45,7 +45,17 @@ from vjepa.probe.features import (
 )
 from vjepa.probe.knn import KNNClassifier, pooled
 from vjepa.probe.metrics import classification_metrics, save_confusion_png, write_json
-from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup, teardown
+from vjepa.runtime import (
+    Precision,
+    Runtime,
+    autocast,
+    log,
+    log_precision,
+    resolve_precision,
+    seed_everything,
+    setup,
+    teardown,
+)
 
 Scorer = Callable[[Tensor], Tensor]  # tokens [B, V, N, D] -> scores [B, C]
 
@@ -612,12 +622,6 @@ def _open_or_none(root: Path, pinned: dict[str, Any], overwrite: bool) -> Featur
         raise
 
 
-def resolve_precision(precision: str, device: torch.device) -> Precision:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision  # type: ignore[return-value]
-
-
 def run_eval(cfg: EvalConfig, source: str = "config") -> dict[str, Any]:
     """``vjepa eval``: train and score probes on a frozen encoder; returns (and writes) the metrics.
 
@@ -639,7 +643,9 @@ def _run_eval(cfg: EvalConfig, runtime: Runtime) -> dict[str, Any]:
         raise FileExistsError(
             f"{out} already holds a finished evaluation (metrics.json); choose another output_dir"
         )
-    precision = resolve_precision(cfg.precision, runtime.device)
+    decision = resolve_precision(cfg.precision, runtime.device)
+    log_precision(runtime, decision)
+    precision = decision.precision
     if runtime.is_main:
         save_config(cfg, out / "config.yaml")
     encoder, encoder_info = frozen_encoder(cfg, runtime.device)
@@ -652,6 +658,7 @@ def _run_eval(cfg: EvalConfig, runtime: Runtime) -> dict[str, Any]:
         cfg, train_src, val_src, encoder.config.num_heads, encoder.embed_dim, precision, runtime
     )
     report = {"encoder": encoder_info, "readout": cfg.probe.kind, "world_size": runtime.world_size, **results}
+    report["precision"] = decision.as_dict()
     if runtime.is_main:
         write_json(report, out / "metrics.json")
         for r in report["results"]:
