@@ -90,6 +90,10 @@ def test_the_budget_bounds_the_folder_and_undecodable_files_are_left_to_the_read
     broken.write_bytes(b"\0" * 4096)
     assert cache.get(str(broken), None) is None
     assert cache.get(str(tmp_path / "missing.mp4"), None) is None
+    assert cache.get(str(tmp_path), None) is None  # a folder
+    assert cache.get("bad\0name.mp4", None) is None
+    os.mkfifo(tmp_path / "fifo.mp4")
+    assert cache.get(str(tmp_path / "fifo.mp4"), None) is None  # not read (it would block)
 
 
 def _records(tmp_path):

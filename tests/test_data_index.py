@@ -10,6 +10,7 @@ import pytest
 
 from vjepa.data.index import (
     IndexFormatError,
+    IndexNotFoundError,
     VideoRecord,
     load_index,
     load_mixed_index,
@@ -58,7 +59,7 @@ def test_path_list_and_missing_index(tmp_path: Path) -> None:
     listing = tmp_path / "videos.txt"
     listing.write_text("/v/a b.mp4\n\nc.mp4\n", encoding="utf-8")
     assert load_index(listing) == [VideoRecord("/v/a b.mp4", 0), VideoRecord(str(tmp_path / "c.mp4"), 0)]
-    with pytest.raises(FileNotFoundError, match="nope.csv"):
+    with pytest.raises(IndexNotFoundError, match="nope.csv: the index file does not exist"):
         load_index(tmp_path / "nope.csv")
 
 

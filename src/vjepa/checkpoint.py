@@ -4,6 +4,11 @@
 Official checkpoints hold ``encoder``, ``predictor`` and ``target_encoder`` state dicts whose keys carry
 ``module.`` (DDP) and ``backbone.`` (multi-mask wrapper) prefixes; bare keys load too. Our module names
 match the official ones after those prefixes, so the key map is: strip the prefixes, nothing else.
+
+Every tensor is checked against the model before it is loaded: shape, a floating-point dtype
+(`FLOAT_DTYPES`; integer or boolean tensors are refused, never cast) and finite values (a NaN or an
+infinity is refused naming the tensor). A pretraining run folder (``config.yaml`` + ``export/``) is
+accepted wherever a checkpoint is: its export is loaded, and named.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import os
 import pickle
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,10 +25,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from vjepa.errors import VjepaError, shown
 from vjepa.models.encoder import VideoEncoder
 from vjepa.models.pos_embed import infer_grid
 from vjepa.models.predictor import Predictor
@@ -34,9 +42,17 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MODEL_KEYS = ("encoder", "target_encoder", "predictor")
 EncoderKey = Literal["target_encoder", "encoder"]
+# dtypes a model's floating-point weights may be stored in (they are cast to the model's dtype on load).
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+# Files of a pretraining run folder (see vjepa.pretrain.rundir; repeated here so that loading a model does
+# not import the training code).
+RUN_CONFIG_FILE = "config.yaml"
+RUN_EXPORT_DIR = "export"
+# atomic_write's temporary files: ".<name>.<8 random characters>.tmp" beside the target.
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VjepaError):
     """A checkpoint that cannot be loaded as asked; the message names the file and the problem."""
 
 
@@ -46,8 +62,12 @@ class CheckpointError(ValueError):
 def safe_torch_load(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU, with errors that name the file and the cause."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{shown(path)}: a folder, not a checkpoint file{_folder_hint(path)}")
+    if not path.exists():
+        raise CheckpointError(f"{shown(path)}: no such checkpoint file")
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{shown(path)}: not a regular file (a pipe, socket or device)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -80,6 +100,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def stale_temporaries(folder: str | Path) -> list[Path]:
+    """The temporary files that writes by :func:`atomic_write` killed mid-way left in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _TEMP_NAME.match(p.name) and p.is_file())
 
 
 def _umask() -> int:
@@ -135,12 +163,34 @@ def check_state(model: nn.Module, state: Mapping[str, Tensor], source: str) -> N
     if unexpected:
         problems.append(f"unexpected key(s): {_listing(unexpected)}")
     for key, value in state.items():
-        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
-            problems.append(
-                f"wrong shape for {key!r}: checkpoint {tuple(value.shape)}, model {tuple(expected[key].shape)}"
-            )
+        if key in expected:
+            problems += _tensor_problems(key, value, expected[key])
     if problems:
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(problems))
+
+
+def _tensor_problems(key: str, value: Tensor, expected: Tensor) -> list[str]:
+    """What is wrong with one tensor: its shape, its dtype, non-finite values (checked in that order)."""
+    if tuple(value.shape) != tuple(expected.shape):
+        return [f"wrong shape for {key!r}: checkpoint {tuple(value.shape)}, model {tuple(expected.shape)}"]
+    if not expected.is_floating_point():
+        if value.dtype != expected.dtype:
+            return [f"{key!r} has dtype {value.dtype}; the model holds {expected.dtype}"]
+        return []
+    return _value_problems(key, value)
+
+
+def _value_problems(key: str, value: Tensor) -> list[str]:
+    """A floating-point tensor's dtype and non-finite values."""
+    if value.dtype not in FLOAT_DTYPES:
+        return [
+            f"{key!r} has dtype {value.dtype}, not a floating-point type (float32, bfloat16, float16, "
+            f"float64): refused rather than cast"
+        ]
+    bad = value.numel() - int(torch.isfinite(value).sum())
+    if bad:
+        return [f"{key!r} holds {bad} non-finite value(s) (NaN or infinity) of {value.numel()}"]
+    return []
 
 
 def load_strict(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
@@ -325,9 +375,84 @@ def load_pretrained(path: str | Path, *, num_heads: int | None = None) -> Pretra
         num_heads: the head count, needed for official weights whose size is not a named one.
     """
     path = Path(path)
+    export = run_folder_export(path)
+    if export is not None:
+        _announce(f"{shown(path)} is a pretraining run folder: loading its export {shown(export)}")
+        loaded = _load_ours(export)
+        loaded.meta["run_dir"] = str(path)
+        return loaded
     if path.is_dir() or path.suffix == ".safetensors":
         return _load_ours(path)
     return load_official(path, num_heads=num_heads)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a pretraining run folder (it holds the run's ``config.yaml``)."""
+    path = Path(path)
+    return path.is_dir() and (path / RUN_CONFIG_FILE).is_file() and not (path / WEIGHTS_FILE).exists()
+
+
+def run_folder_export(path: str | Path) -> Path | None:
+    """The export of a pretraining run folder; None when ``path`` is not a run folder.
+
+    Raises:
+        CheckpointError: a run folder without a complete export (the run has not finished, or was killed
+            while exporting), naming its latest training checkpoint, which loads too.
+    """
+    path = Path(path)
+    if not is_run_folder(path):
+        return None
+    export = path / RUN_EXPORT_DIR
+    if (export / WEIGHTS_FILE).is_file() and (export / CONFIG_FILE).is_file():
+        return export
+    latest = path / "checkpoints" / "latest.pt"
+    hint = (
+        f"; pass its latest training checkpoint {shown(latest)} instead, or finish the run with "
+        f"'vjepa pretrain --resume --run-dir {shown(path)}'"
+        if latest.is_file()
+        else "; it holds no checkpoint yet"
+    )
+    raise CheckpointError(
+        f"{shown(path)} is a pretraining run folder without a complete export ({RUN_EXPORT_DIR}/"
+        f"{WEIGHTS_FILE} and {CONFIG_FILE}){hint}"
+    )
+
+
+def check_clip_fits(
+    config: EncoderConfig, frames: int, size: int, names: tuple[str, str], source: str = "the encoder"
+) -> None:
+    """Refuse a clip that does not split into whole tubelets and patches of the encoder (the strided patch
+    embedding would silently drop the remainder).
+
+    Args:
+        config: the encoder's architecture.
+        frames: clip frames.
+        size: clip side in pixels.
+        names: how the user set ``frames`` and ``size`` (config keys or CLI options), for the message.
+        source: the checkpoint, for the message.
+    """
+    if frames % config.tubelet_size:
+        raise VjepaError(
+            f"{names[0]} {frames} is not a multiple of the tubelet size {config.tubelet_size} of {shown(source)}"
+        )
+    if size % config.patch_size:
+        raise VjepaError(
+            f"{names[1]} {size} is not a multiple of the patch size {config.patch_size} of {shown(source)}"
+        )
+
+
+def _folder_hint(path: Path) -> str:
+    if is_run_folder(path):
+        return f" (a pretraining run folder: its models are in {shown(path / RUN_EXPORT_DIR)})"
+    if (path / WEIGHTS_FILE).is_file():
+        return " (a vjepa checkpoint folder, already in vjepa's format: load it as it is)"
+    return ""
+
+
+def _announce(message: str) -> None:
+    """Print a note on stderr, from rank 0 only."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+        print(message, file=sys.stderr, flush=True)
 
 
 def load_encoder(
@@ -380,6 +505,10 @@ def _build_all(
     pred_cfg: PredictorConfig | None,
     source: str,
 ) -> dict[str, nn.Module]:
+    for key, state in states.items():  # refuse bad values before building anything
+        problems = [p for name, value in state.items() for p in _value_problems(name, value)]
+        if problems:
+            raise CheckpointError(f"{source}[{key!r}]: " + "; ".join(problems[:8]))
     models: dict[str, nn.Module] = {}
     for key, state in states.items():
         model: nn.Module = Predictor(pred_cfg) if key == "predictor" else VideoEncoder(enc_cfg)  # type: ignore[arg-type]
@@ -392,15 +521,19 @@ def _load_ours(path: Path) -> Pretrained:
     folder = path if path.is_dir() else path.parent
     weights_path = folder / WEIGHTS_FILE if path.is_dir() else path
     config_path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise CheckpointError(f"{shown(path)}: no such checkpoint file or folder")
     for p in (weights_path, config_path):
         if not p.is_file():
             raise CheckpointError(
-                f"{p}: missing; a vjepa checkpoint is a folder with {WEIGHTS_FILE} and {CONFIG_FILE}"
+                f"{shown(p)}: missing; a vjepa checkpoint is a folder with {WEIGHTS_FILE} and {CONFIG_FILE}"
             )
     try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_path}: not valid JSON ({err})") from None
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{shown(config_path)}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{shown(config_path)}: expected a JSON object, got {type(config).__name__}")
     if config.get("format") != FORMAT_NAME or config.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{config_path}: format {config.get('format')!r} version {config.get('format_version')!r}; "

@@ -362,10 +362,21 @@ def main(argv: list[str] | None = None) -> None:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         code = func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:  # user-fixable problems: one clear line
+    except ValueError as err:  # VjepaError and the other user-fixable problems: one clear line
         print(f"vjepa {args.command}: error: {err}", file=sys.stderr)
+        code = 2
+    except OSError as err:  # a file or folder the system refused (missing, no permission, disk full, ...)
+        print(f"vjepa {args.command}: error: {_os_error(err)}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print(f"vjepa {args.command}: interrupted", file=sys.stderr)
         code = 130
     sys.exit(code)
+
+
+def _os_error(err: OSError) -> str:
+    """``<file>: <cause>`` without Python's ``[Errno N]`` prefix."""
+    from vjepa.errors import shown
+
+    cause = err.strerror or str(err) or type(err).__name__
+    return f"{shown(err.filename)}: {cause}" if err.filename is not None else cause

@@ -3,11 +3,19 @@
 ``load_config(RunConfig, "recipe.yaml", ["optimization.lr=1e-3"])`` reads a YAML file, applies ``--set``
 style overrides, and builds the nested dataclasses, checking every key and every value's type. An unknown
 or mistyped key is an error that lists the valid keys at that level.
+
+YAML is read strictly: a key given twice in one mapping is an error naming both lines; aliases may not
+expand the document beyond `MAX_YAML_NODES` values (a "billion laughs" file is refused, not expanded) nor
+nest it deeper than `MAX_YAML_DEPTH`; files must be UTF-8 text. Numbers must be finite (no ``.nan`` or
+``.inf``), integers must fit in 64 bits; each dataclass's ``__post_init__`` checks signs, ranges and
+divisibility with the helpers below (`check_range`, `InvalidValue`), and its errors name the dotted key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -16,11 +24,70 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from vjepa.errors import VjepaError, shown, utf8_text
+
 T = TypeVar("T")
 
+# Bounds on what a YAML document may expand to (every value counted once per place it appears).
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64
+MAX_CONFIG_BYTES = 16 * 2**20
+INT64_MAX = 2**63 - 1
 
-class ConfigError(ValueError):
+
+class ConfigError(VjepaError):
     """A config that cannot be built; the message names the file and the dotted key."""
+
+
+class InvalidValue(ValueError):
+    """Raised by a config dataclass's ``__post_init__`` for one field; `from_dict` prefixes the file and the
+    section, so the message names the full dotted key.
+
+    Args:
+        key: the field (or ``field[i]``, or a dotted path below the dataclass).
+        message: what is wrong, e.g. ``"must be positive, got -0.001"``.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key} {message}")
+        self.key = key
+        self.message = message
+
+
+def check_range(
+    owner: object,
+    *names: str,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> None:
+    """Check that each field (a number, or a list/tuple of numbers) of ``owner`` lies in the range.
+
+    Args:
+        owner: the dataclass.
+        names: its fields.
+        low, high: the bounds (None: unbounded).
+        low_open, high_open: exclude the bound itself.
+        optional: None is allowed.
+
+    Raises:
+        InvalidValue: naming the field (and the item of a list).
+    """
+    for name in names:
+        value = getattr(owner, name)
+        if value is None and optional:
+            continue
+        items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+        for i, v in items:
+            key = name if i is None else f"{name}[{i}]"
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InvalidValue(key, f"must be a finite number, got {v!r}")
+            if low is not None and (v < low or (low_open and v == low)):
+                raise InvalidValue(key, f"must be {'>' if low_open else '>='} {low}, got {v!r}")
+            if high is not None and (v > high or (high_open and v == high)):
+                raise InvalidValue(key, f"must be {'<' if high_open else '<='} {high}, got {v!r}")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config", prefix: str = "") -> T:
@@ -57,6 +124,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config", 
         )
     try:
         return cls(**values)
+    except InvalidValue as err:
+        raise ConfigError(f"{source}: {_join(prefix, err.key)} {err.message}") from None
+    except ConfigError:
+        raise
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{source}: {prefix or 'config'}: {err}") from None
 
@@ -80,36 +151,66 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], *, source
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{source}: override {item!r} is not of the form key.path=value")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{source}: cannot parse the value of {item!r}: {err}") from None
+            raise ConfigError(f"{source}: override {shown(item)!r} is not of the form key.path=value")
+        value = parse_yaml(raw, f"{source} {shown(key.strip())}")
         node = result
         parts = key.strip().split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{source}: {key!r}: '{part}' holds a value, not a section")
+                raise ConfigError(f"{source}: {shown(key)!r}: '{shown(part)}' holds a value, not a section")
             node = child
         node[parts[-1]] = value
     return result
 
 
 def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping from ``path``; a clear error for a missing file, bad YAML or a non-mapping."""
+    """A YAML mapping from ``path``; a clear one-line error for a missing, binary or non-UTF-8 file, bad
+    YAML, a duplicate key, an alias bomb, or a top level that is not a mapping."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{shown(path)}: a folder, not a config file")
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+        raise ConfigError(f"{shown(path)}: no such config file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{shown(path)}: {path.stat().st_size} bytes is too large for a config file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{shown(path)}: cannot read the config ({err.strerror})") from None
+    text = utf8_text(raw, path, ConfigError, "a config is a YAML text file")
+    data = parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{shown(path)}: the top level must be a mapping of sections, got {type(data).__name__}"
+        )
     return data
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text strictly (see the module docstring); errors name ``source`` and the line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _BoundError as err:
+        raise ConfigError(f"{shown(source)}:{err}") from None
+    except yaml.reader.ReaderError as err:
+        line = text[: err.position].count("\n") + 1
+        raise ConfigError(
+            f"{shown(source)}:{line}: invalid YAML: {shown(err.reason)} (character #x{err.character:04x})"
+        ) from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        what = "; ".join(x for x in (err.context, err.problem) if x)
+        raise ConfigError(f"{shown(source)}{where}: invalid YAML: {shown(what)}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{shown(source)}: invalid YAML: {shown(' '.join(str(err).split()))}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{shown(source)}: invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels"
+        ) from None
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
@@ -130,8 +231,86 @@ def save_config(config: Any, path: str | Path) -> None:
 # ---------------------------------------------------------------------------------------------- internals
 
 
+class _BoundError(Exception):
+    """A YAML document past a bound; the message starts with the line (``"12: ..."``)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses duplicate keys and documents that aliases expand past the bounds."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            line, key = key_node.start_mark.line + 1, (key_node.tag, key_node.value)
+            if key in seen:
+                raise _BoundError(
+                    f"{line}: duplicate key {shown(key_node.value, 80)!r} (first given on line {seen[key]})"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values of ``root`` once per place an alias puts them (without expanding anything) and its
+    nesting depth; refuse past `MAX_YAML_NODES` / `MAX_YAML_DEPTH` or on a recursive alias."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            on_path.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in children)
+            depth[id(node)] = 1 + max((depth[id(c)] for c in children), default=0)
+            line = node.start_mark.line + 1
+            if size[id(node)] > MAX_YAML_NODES:
+                raise _BoundError(
+                    f"{line}: aliases expand the document past {MAX_YAML_NODES} values (an alias bomb?)"
+                )
+            if depth[id(node)] > MAX_YAML_DEPTH:
+                raise _BoundError(f"{line}: nested deeper than {MAX_YAML_DEPTH} levels")
+            continue
+        if id(node) in size:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                raise _BoundError(
+                    f"{child.start_mark.line + 1}: a recursive alias (a value that holds itself)"
+                )
+            if id(child) not in size:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _shown_value(value: Any) -> str:
+    return shown(repr(value), 120)
+
+
+def _type_name(tp: Any) -> str:
+    return " | ".join(
+        "null" if a is type(None) else getattr(a, "__name__", str(a)) for a in typing.get_args(tp)
+    )
 
 
 def _deep_copy(data: Any) -> Any:
@@ -156,19 +335,25 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
                 return _convert(option, value, source, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{source}: {key}: {value!r} fits none of {tp}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        raise ConfigError(f"{source}: {key}: {_shown_value(value)} fits none of {_type_name(tp)}")
     if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{source}: {key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        if isinstance(value, (dict, list)) or value not in args:
+            raise ConfigError(
+                f"{source}: {key} must be one of {', '.join(map(repr, args))}, got {_shown_value(value)}"
+            )
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value if value is not None else {}, source=source, prefix=key)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be a list, got {_shown_value(value)}")
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
-                raise ConfigError(f"{source}: {key} must have {len(args)} items, got {list(value)!r}")
+                raise ConfigError(
+                    f"{source}: {key} must have {len(args)} items, got {_shown_value(list(value))}"
+                )
             return tuple(
                 _convert(a, v, source, f"{key}[{i}]")
                 for i, (a, v) in enumerate(zip(args, value, strict=True))
@@ -178,32 +363,34 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be a mapping, got {_shown_value(value)}")
         vt = args[1] if args else Any
         return {str(k): _convert(vt, v, source, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be true or false, got {_shown_value(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be an integer, got {_shown_value(value)}")
+        if abs(value) > INT64_MAX:
+            raise ConfigError(f"{source}: {key} must fit in 64 bits, got {_shown_value(value)}")
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be a number, got {_shown_value(value)}")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be a string, got {_shown_value(value)}")
         return value
     if tp is Path:
         if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{source}: {key} must be a path, got {value!r}")
+            raise ConfigError(f"{source}: {key} must be a path, got {_shown_value(value)}")
         return Path(value)
     raise ConfigError(f"{source}: {key}: unsupported config type {tp}")

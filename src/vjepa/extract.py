@@ -16,6 +16,10 @@ Output, one file per input (its path relative to the inputs' common folder, suff
 
 As ``.safetensors`` (both tensors in one file) or ``.npy`` (``<name>.npy`` and ``<name>.frames.npy``), plus
 ``manifest.json`` describing the encoder, the grid and every file written or failed.
+
+Windows are planned on the frames that really decode (`VideoReader.verified_num_frames`), not on the
+container's claim; frames are shrunk while decoding to the size the crop needs. A file that cannot be
+decoded is recorded in the manifest's ``failed`` and the other files go on.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from vjepa.checkpoint import EncoderKey, atomic_write, load_pretrained
+from vjepa.checkpoint import EncoderKey, atomic_write, check_clip_fits, load_pretrained
+from vjepa.errors import VjepaError, shown
 from vjepa.models.encoder import VideoEncoder
 from vjepa.probe.features import encoder_fingerprint
 from vjepa.runtime import (
@@ -87,9 +92,19 @@ class ExtractSpec:
     def __post_init__(self) -> None:
         for name in ("frames", "frame_step", "resolution", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise VjepaError(
+                    f"{name} (--{name.replace('_', '-')}) must be >= 1, got {getattr(self, name)}"
+                )
         if self.stride is not None and self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
+            raise VjepaError(f"stride (--stride) must be >= 1, got {self.stride}")
+        if self.num_workers < 0:
+            raise VjepaError(f"num_workers (--num-workers) must be >= 0, got {self.num_workers}")
+
+    @property
+    def decode_short_side(self) -> int:
+        """The short side frames are shrunk to while decoding: what the crop resizes to (``center``:
+        ``int(S * 256 / 224)``; ``full``: ``S``)."""
+        return int(self.resolution * 256 / 224) if self.crop == "center" else self.resolution
 
     @property
     def span(self) -> int:
@@ -113,7 +128,11 @@ def window_indices(num_frames: int, spec: ExtractSpec) -> np.ndarray:
 
 def list_inputs(inputs: Sequence[str | os.PathLike], kind: InputKind) -> list[str]:
     """Files to extract from: CSV indexes (``<path> <label>``), folders (searched recursively for the
-    kind's extensions), path lists (``.txt``) and single files, in the order given."""
+    kind's extensions), path lists (``.txt``) and single files, in the order given.
+
+    Raises:
+        VjepaError: an input that does not exist, is not a regular file or folder, or lists no file.
+    """
     from vjepa.data.index import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_csv_index, read_path_list
 
     exts = VIDEO_EXTENSIONS if kind == "video" else IMAGE_EXTENSIONS
@@ -123,20 +142,23 @@ def list_inputs(inputs: Sequence[str | os.PathLike], kind: InputKind) -> list[st
         if path.is_dir():
             found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(exts))
             if not found:
-                raise FileNotFoundError(f"{path}: no files ending in {', '.join(exts)}")
+                raise VjepaError(f"{shown(path)}: no files ending in {', '.join(exts)}")
             files += found
+        elif not path.exists():
+            raise VjepaError(f"{shown(path)}: no such file or folder")
         elif not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file or folder")
-        elif path.suffix.lower() == ".csv":
-            files += [r.path for r in read_csv_index(path)]
-        elif path.suffix.lower() == ".txt":
-            files += [r.path for r in read_path_list(path)]
+            raise VjepaError(f"{shown(path)}: not a regular file or folder (a pipe, socket or device)")
+        elif path.suffix.lower() in (".csv", ".txt"):
+            reader = read_csv_index if path.suffix.lower() == ".csv" else read_path_list
+            listed = [r.path for r in reader(path)]
+            if not listed:
+                raise VjepaError(f"{shown(path)}: the index lists no files")
+            files += listed
         else:
             files.append(str(path))
-    if not files:
-        raise ValueError("no input files")
     if len(set(files)) != len(files):
-        raise ValueError("an input file is listed twice")
+        twice = next(f for f in files if files.count(f) > 1)
+        raise VjepaError(f"an input file is listed twice: {shown(twice)}")
     return files
 
 
@@ -155,7 +177,7 @@ def load_clip_frames(path: str, indices: np.ndarray | None, spec: ExtractSpec) -
     if indices is None:
         frames = read_image(path)[None]  # [1, H, W, 3]
     else:
-        with VideoReader(path) as reader:
+        with VideoReader(path, max_short_side=spec.decode_short_side) as reader:
             frames = reader.read(indices)  # [T, H, W, 3]
     s = spec.resolution
     if spec.crop == "center":
@@ -193,7 +215,7 @@ class _Windows(Dataset):
         try:
             return item, load_clip_frames(self.files[item.file], item.indices, self.spec), ""
         except VideoDecodeError as err:
-            return item, None, str(err)
+            return item, None, err.reason
 
 
 def _collate(batch: list[tuple[_Item, Tensor | None, str]]) -> list[tuple[_Item, Tensor | None, str]]:
@@ -258,9 +280,9 @@ def extract_features(
             continue
         try:
             with VideoReader(files[f]) as reader:
-                n = reader.num_frames
+                n = reader.verified_num_frames()
         except VideoDecodeError as err:
-            report.failed[files[f]] = str(err)
+            report.failed[files[f]] = err.reason
             continue
         w = window_indices(n, spec)
         windows_of[f] = len(w)
@@ -418,13 +440,19 @@ def _run_extract(
     num_heads: int | None,
     runtime: Runtime,
 ) -> ExtractReport:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise VjepaError(f"{shown(out)}: exists and is not a folder (--out names the output folder)")
     files = list_inputs(inputs, spec.kind)
-    encoder = load_pretrained(checkpoint, num_heads=num_heads).encoder(which)
+    pretrained = load_pretrained(checkpoint, num_heads=num_heads)
+    encoder = pretrained.encoder(which)
+    source = str(pretrained.meta.get("source", checkpoint))
+    check_clip_fits(encoder.config, spec.frames, spec.resolution, ("--frames", "--resolution"), source)
     encoder.eval().requires_grad_(False).to(runtime.device)
-    info = {"checkpoint": checkpoint, "which": which, "fingerprint": encoder_fingerprint(encoder)}
-    log(runtime, f"extracting {len(files)} {spec.kind} file(s) with the {which} of {checkpoint} -> {out_dir}")
+    info = {"checkpoint": source, "which": which, "fingerprint": encoder_fingerprint(encoder)}
+    log(runtime, f"extracting {len(files)} {spec.kind} file(s) with the {which} of {source} -> {out_dir}")
     report = extract_features(encoder, files, out_dir, spec, runtime=runtime, encoder_info=info)
     log(runtime, f"wrote {len(report.written)} file(s) and {report.manifest}; {len(report.failed)} failed")
     for path, reason in report.failed.items():
-        log(runtime, f"  failed: {path}: {reason}")
+        log(runtime, f"  failed: {shown(path)}: {reason}")
     return report

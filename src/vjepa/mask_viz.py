@@ -27,9 +27,10 @@ def clip_frames(
     from vjepa.data.decode import VideoReader
     from vjepa.data.sampling import ClipSpec, eval_clip_indices
 
-    reader = VideoReader(video)
-    indices = eval_clip_indices(reader.num_frames, ClipSpec(frames_per_clip=frames, frame_step=frame_step))[0]
-    raw = torch.from_numpy(reader.read(indices)).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
+    with VideoReader(str(video), max_short_side=size) as reader:  # VideoDecodeError names a bad file
+        spec = ClipSpec(frames_per_clip=frames, frame_step=frame_step)
+        indices = eval_clip_indices(reader.verified_num_frames(), spec)[0]
+        raw = torch.from_numpy(reader.read(indices)).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
     h, w = raw.shape[-2:]
     scale = size / min(h, w)
     raw = F.interpolate(raw, size=(max(size, round(h * scale)), max(size, round(w * scale))), mode="bilinear")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat as stat_module
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -112,8 +113,17 @@ class ClipCache:
 
     # -- keys ------------------------------------------------------------------------------------------------
     def content_digest(self, path: str) -> str:
-        """BLAKE2b of the file's bytes (remembered while its size, mtime and inode stay the same)."""
+        """BLAKE2b of the file's bytes (remembered while its size, mtime and inode stay the same).
+
+        Raises:
+            OSError: missing, unreadable, or not a regular file (a FIFO would block the read).
+            ValueError: an invalid path (e.g. a NUL byte in it).
+        """
         st = os.stat(path)
+        if not stat_module.S_ISREG(st.st_mode):
+            raise (
+                IsADirectoryError(path) if stat_module.S_ISDIR(st.st_mode) else OSError(f"{path}: not a file")
+            )
         stat = _Stat(st.st_size, st.st_mtime_ns, st.st_ino)
         known = self._digests.get(path)
         if known is not None and known[0] == stat:
@@ -166,8 +176,8 @@ class ClipCache:
         """
         try:
             key = self.key(path, max_short_side)
-        except OSError:
-            return None  # missing or unreadable: the normal reader reports it
+        except (OSError, ValueError):
+            return None  # missing, unreadable, not a file, bad path: the normal reader reports it
         cached = self._load(key)
         if cached is not None or key in self._skip:
             return cached

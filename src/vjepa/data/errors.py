@@ -12,19 +12,21 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
+from vjepa.errors import VjepaError, shown
+
 logger = logging.getLogger(__name__)
 
 
-class VideoDecodeError(Exception):
+class VideoDecodeError(VjepaError):
     """A video (or image) that cannot give the frames a sample needs.
 
     Args:
-        path: the file.
+        path: the file (shown shortened and with control characters escaped in the message).
         reason: a short human-readable cause, e.g. ``"missing file"`` or ``"corrupt: Invalid data ..."``.
     """
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{shown(path)}: {reason}")
         self.path = path
         self.reason = reason
 
@@ -91,7 +93,7 @@ def format_failures(skipped: list[SkippedVideo] | tuple[SkippedVideo, ...], limi
     reasons: dict[str, str] = {}
     for s in skipped:
         reasons.setdefault(s.path, s.reason)
-    lines = [f"  {path} ({n}x): {reasons[path]}" for path, n in counts.most_common(limit)]
+    lines = [f"  {shown(path)} ({n}x): {reasons[path]}" for path, n in counts.most_common(limit)]
     if len(counts) > limit:
         lines.append(f"  ... and {len(counts) - limit} more files")
     return "\n".join(lines)
@@ -135,7 +137,7 @@ class FailureTracker:
             self.skipped.append(s)
             if s.path not in self._seen_paths:
                 self._seen_paths.add(s.path)
-                logger.warning("skipping bad video %s: %s (draw %d)", s.path, s.reason, s.draw)
+                logger.warning("skipping bad video %s: %s (draw %d)", shown(s.path), s.reason, s.draw)
         self.check()
 
     def check(self) -> None:

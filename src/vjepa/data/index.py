@@ -4,14 +4,16 @@ Three formats, chosen by `load_index`:
 
 - **CSV** (``*.csv``, the official format): one ``<path> <integer label>`` per line, no header. The label is
   the LAST space-separated field and everything before the last space is the path, so paths may contain
-  spaces (``/data/my clips/a b.mp4 3``). Blank lines are ignored. A relative path is resolved against the
-  folder of the CSV file (absolute paths, as the official files use, are kept as they are).
+  spaces (``/data/my clips/a b.mp4 3``). A path in matching quotes (``"/data/a b.mp4" 3``, as pandas writes
+  it) loses its quotes. Blank lines are ignored. A relative path is resolved against the folder of the CSV
+  file (absolute paths, as the official files use, are kept as they are). Labels must fit in 64 bits.
 - **Folder of class sub-folders** (a directory): ``root/<class name>/<file>``; classes are the sorted
   sub-folder names, labels their positions. Files are matched by extension and sorted.
 - **Plain list** (any other file, e.g. ``*.txt``): one path per line (the whole line, spaces included),
   label 0 (pretraining ignores labels).
 
-Several indexes are combined with `mix_indexes`, whose weights set how often each index is DRAWN (sampling
+Index files are UTF-8 text (a byte-order mark is ignored); anything else is refused naming the file and the
+line of the first undecodable byte. Several indexes are combined with `mix_indexes`, whose weights set how often each index is DRAWN (sampling
 with replacement), unlike the official sampler where the weights only changed the order.
 """
 
@@ -24,12 +26,21 @@ from pathlib import Path
 
 import numpy as np
 
+from vjepa.errors import VjepaError, shown, utf8_text
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class IndexFormatError(ValueError):
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class IndexFormatError(VjepaError):
     """A malformed index file; the message names the file and line."""
+
+
+class IndexNotFoundError(IndexFormatError):
+    """An index file or folder that does not exist (or is neither a file nor a folder)."""
 
 
 @dataclass(frozen=True)
@@ -81,29 +92,31 @@ def read_csv_index(path: str | os.PathLike) -> list[VideoRecord]:
         path: the CSV file.
 
     Raises:
-        IndexFormatError: naming the file and line of a line without an integer label or without a path.
+        IndexFormatError: naming the file and line of a line without an integer label or without a path, of
+            a label beyond 64 bits, or of the first byte that is not UTF-8 text.
     """
     csv = Path(path)
-    base = csv.parent
     records = []
-    with open(csv, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            video, sep, label = line.rpartition(" ")
-            if not sep or not video.strip():
-                raise IndexFormatError(
-                    f"{csv}:{lineno}: expected '<path> <integer label>' separated by a space, got {line!r}"
-                )
-            try:
-                label_int = int(label)
-            except ValueError:
-                raise IndexFormatError(
-                    f"{csv}:{lineno}: the last space-separated field must be an integer label, got {label!r} "
-                    f"in {line!r}"
-                ) from None
-            records.append(VideoRecord(_resolve(video, base), label_int))
+    for lineno, line in _text_lines(csv):
+        if not line.strip():
+            continue
+        video, sep, label = line.rpartition(" ")
+        video = _unquote(video)
+        if not sep or not video.strip():
+            raise IndexFormatError(
+                f"{shown(csv)}:{lineno}: expected '<path> <integer label>' separated by a space, got "
+                f"{shown(line)!r}"
+            )
+        try:
+            label_int = int(label)
+        except ValueError:
+            raise IndexFormatError(
+                f"{shown(csv)}:{lineno}: the last space-separated field must be an integer label, got "
+                f"{shown(label, 40)!r} in {shown(line)!r}"
+            ) from None
+        if not INT64_MIN <= label_int <= INT64_MAX:
+            raise IndexFormatError(f"{shown(csv)}:{lineno}: label {shown(label, 40)} does not fit in 64 bits")
+        records.append(VideoRecord(_resolve(video, csv.parent), label_int))
     return records
 
 
@@ -112,15 +125,38 @@ def read_path_list(path: str | os.PathLike) -> list[VideoRecord]:
 
     Args:
         path: the list file.
+
+    Raises:
+        IndexFormatError: naming the file and line of the first byte that is not UTF-8 text.
     """
     listing = Path(path)
-    records = []
-    with open(listing, encoding="utf-8") as f:
-        for raw in f:
-            line = raw.rstrip("\r\n")
-            if line.strip():
-                records.append(VideoRecord(_resolve(line, listing.parent), 0))
-    return records
+    return [
+        VideoRecord(_resolve(_unquote(line), listing.parent), 0)
+        for _, line in _text_lines(listing)
+        if line.strip()
+    ]
+
+
+def _text_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, line without its end) of a UTF-8 text file; a clear error for anything else."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise IndexFormatError(f"{shown(path)}: a folder, not an index file") from None
+    except OSError as err:
+        raise IndexFormatError(f"{shown(path)}: cannot read the index ({err.strerror})") from None
+    what = "an index is a text file of paths (a CSV of '<path> <label>' lines), saved as UTF-8"
+    text = utf8_text(data, path, IndexFormatError, what)
+    return [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1)]
+
+
+def _unquote(path: str) -> str:
+    """A path without the matching quotes a CSV writer put around it (``"a b.mp4"`` -> ``a b.mp4``)."""
+    stripped = path.strip()
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "\"'":
+        inner = stripped[1:-1]
+        return inner.replace('""', '"') if stripped[0] == '"' else inner
+    return path
 
 
 def read_folder_index(
@@ -168,7 +204,8 @@ def load_index(source: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTE
     if path.is_dir():
         return read_folder_index(path, extensions)[0]
     if not path.is_file():
-        raise FileNotFoundError(f"index {path} does not exist")
+        what = "is not a regular file" if os.path.exists(path) else "does not exist"
+        raise IndexNotFoundError(f"{shown(path)}: the index file {what}")
     if path.suffix.lower() == ".csv":
         return read_csv_index(path)
     return read_path_list(path)
@@ -222,6 +259,7 @@ def load_mixed_index(
     sources: Sequence[str | os.PathLike],
     weights: Sequence[float] | None = None,
     extensions: Sequence[str] = VIDEO_EXTENSIONS,
+    keys: Sequence[str] | None = None,
 ) -> MixedIndex:
     """Read several indexes (any format) and mix them (the config's dataset list and its weights).
 
@@ -229,5 +267,18 @@ def load_mixed_index(
         sources: index files or folders.
         weights: one per source (how often each is drawn), or None to weight every record equally.
         extensions: for folder sources, which files to keep.
+        keys: what named each source (e.g. the config key ``data.datasets[0]``), put before its errors.
     """
-    return mix_indexes([load_index(s, extensions) for s in sources], weights, names=[str(s) for s in sources])
+    indexes = []
+    for k, source in enumerate(sources):
+        try:
+            records = load_index(source, extensions)
+        except IndexFormatError as err:
+            if keys is None:
+                raise
+            raise type(err)(f"{keys[k]}: {err}") from None
+        if not records:
+            where = f"{keys[k]}: " if keys is not None else ""
+            raise IndexFormatError(f"{where}{shown(source)}: the index lists no files")
+        indexes.append(records)
+    return mix_indexes(indexes, weights, names=[str(s) for s in sources])

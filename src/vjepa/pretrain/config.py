@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from vjepa.config import ConfigError, load_config
+from vjepa.config import ConfigError, InvalidValue, check_range, load_config
 from vjepa.masks.multiblock import PAPER_SETTINGS, MultiBlockSetting
 from vjepa.runtime import PrecisionChoice
 
@@ -44,9 +44,9 @@ class DataConfig:
         random_resize_aspect_ratio: range of the random crop's aspect ratio (log-uniform).
         horizontal_flip: flip all frames of a clip with probability 0.5.
         num_workers: DataLoader worker processes (0 = in the training process).
-        max_short_side: shrink frames while decoding so the short side is at most this; ``auto``: the largest
-            size that still matters for the crop (``crop_size / sqrt(min scale)``, 409 for 224); None: full size
-            (official).
+        max_short_side: shrink frames while decoding so the short side is at most this; ``auto`` (default): the
+            largest size that still matters for the crop (``crop_size / sqrt(min scale)``, 409 for 224), so a
+            huge video costs no more memory than a 409p one; None: full size (official).
         synthetic_videos: number of videos of the ``synthetic`` source.
         synthetic_size: frame side in pixels of the ``synthetic`` videos.
         synthetic_frames: frames per ``synthetic`` video.
@@ -70,7 +70,7 @@ class DataConfig:
     random_resize_aspect_ratio: tuple[float, float] = (0.75, 1.35)
     horizontal_flip: bool = True
     num_workers: int = 8
-    max_short_side: int | Literal["auto"] | None = None
+    max_short_side: int | Literal["auto"] | None = "auto"
     synthetic_videos: int = 256
     synthetic_size: int = 64
     synthetic_frames: int = 16
@@ -80,14 +80,26 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "batch_size", "num_frames", "frame_step", "crop_size", "synthetic_videos")
-        if not self.clip_cache_max_gb > 0:
-            raise ValueError(f"clip_cache_max_gb must be positive, got {self.clip_cache_max_gb}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.dataset_weights is not None and len(self.dataset_weights) != len(self.datasets):
             raise ValueError(
                 f"dataset_weights has {len(self.dataset_weights)} entries for {len(self.datasets)} datasets"
             )
+        _positive(self, "synthetic_size", "synthetic_frames")
+        check_range(self, "random_resize_scale", low=0, high=1, low_open=True)
+        check_range(self, "random_resize_aspect_ratio", low=0, low_open=True)
+        check_range(self, "dataset_weights", low=0, optional=True)
+        check_range(self, "clip_cache_max_gb", low=0, low_open=True)
+        for name in ("random_resize_scale", "random_resize_aspect_ratio"):
+            if getattr(self, name)[0] > getattr(self, name)[1]:
+                raise InvalidValue(
+                    name, f"must be [low, high] with low <= high, got {list(getattr(self, name))}"
+                )
+        if self.dataset_weights is not None and sum(self.dataset_weights) <= 0:
+            raise InvalidValue("dataset_weights", f"must have a positive sum, got {self.dataset_weights}")
+        if isinstance(self.max_short_side, int) and self.max_short_side < 1:
+            raise InvalidValue("max_short_side", f"must be >= 1, 'auto' or null, got {self.max_short_side}")
 
 
 def _paper_blocks() -> list[MultiBlockSetting]:
@@ -123,6 +135,15 @@ class MasksConfig:
     def __post_init__(self) -> None:
         if self.num_settings < 1:
             raise ValueError(f"kind {self.kind!r} needs at least one mask setting")
+        check_range(
+            self,
+            "random_tube_ratios",
+            "causal_context_fractions",
+            low=0,
+            high=1,
+            low_open=True,
+            high_open=True,
+        )
 
 
 @dataclass
@@ -154,6 +175,7 @@ class ModelConfig:
 
         self.name = canonical_name(self.name)
         _positive(self, "tubelet_size", "pred_depth", "pred_embed_dim")
+        check_range(self, "patch_size", "pred_num_heads", low=1, optional=True)
 
 
 @dataclass
@@ -207,6 +229,10 @@ class OptimizationConfig:
             raise ValueError(f"ema momenta must lie in [0, 1], got {list(self.ema)}")
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise ValueError(f"clip_grad must be positive or null, got {self.clip_grad}")
+        check_range(self, "lr", "eps", low=0, low_open=True)
+        check_range(self, "start_lr", "final_lr", "weight_decay", "final_weight_decay", "warmup", low=0)
+        check_range(self, "ipe_scale", low=1)
+        check_range(self, "betas", low=0, high=1, high_open=True)
 
     @property
     def total_steps(self) -> int:
@@ -311,6 +337,35 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.optimization.total_steps < 1:
             raise ValueError("optimization: int(epochs * ipe) must be at least one step")
+        _check_clip_fits_model(self.data, self.model)
+        if self.runtime.seed < 0:
+            raise InvalidValue("runtime.seed", f"must be >= 0, got {self.runtime.seed}")
+        if isinstance(self.runtime.threads, int) and self.runtime.threads < 1:
+            raise InvalidValue("runtime.threads", f"must be >= 1 or null, got {self.runtime.threads}")
+
+
+def _check_clip_fits_model(data: DataConfig, model: ModelConfig) -> None:
+    """The clip must split into whole tubelets and patches, and the predictor width into its heads."""
+    from vjepa.models.registry import MODEL_SIZES
+
+    size = MODEL_SIZES[model.name]
+    patch = model.patch_size or size.patch_size
+    if data.num_frames % model.tubelet_size:
+        raise InvalidValue(
+            "data.num_frames",
+            f"({data.num_frames}) must be a multiple of model.tubelet_size ({model.tubelet_size})",
+        )
+    if data.crop_size % patch:
+        raise InvalidValue(
+            "data.crop_size",
+            f"({data.crop_size}) must be a multiple of the patch size ({patch}, model.patch_size)",
+        )
+    heads = model.pred_num_heads or size.num_heads
+    if model.pred_embed_dim % heads:
+        raise InvalidValue(
+            "model.pred_embed_dim",
+            f"({model.pred_embed_dim}) must be a multiple of the predictor's head count ({heads})",
+        )
 
 
 # Keys whose change does not alter the maths of a run, so a resumed run may differ in them.
@@ -382,4 +437,4 @@ def _positive(cfg: object, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
         if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+            raise InvalidValue(name, f"must be >= 1, got {value}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from vjepa.config import ConfigError
 from vjepa.data.clip_cache import open_clip_cache
 from vjepa.data.datasets import ClipSample, VideoClipDataset
 from vjepa.data.draws import LOAD_STREAM, DrawKey, as_draw_key, draw_rng
@@ -88,8 +89,12 @@ def build_dataset(data: DataConfig, seed: int) -> Dataset:
         videos = generate_videos(spec, data.synthetic_videos, seed=seed)
         return SyntheticClipDataset(videos, clip, crop, seed)
     if not data.datasets:
-        raise ValueError("data.datasets is empty: list CSV index files, or set data.source=synthetic")
-    index = load_mixed_index(data.datasets, data.dataset_weights)
+        raise ConfigError(
+            "data.datasets is empty: list CSV index files (--set data.datasets=[train.csv]), or set "
+            "data.source=synthetic"
+        )
+    keys = [f"data.datasets[{i}]" for i in range(len(data.datasets))]
+    index = load_mixed_index(data.datasets, data.dataset_weights, keys=keys)
     shrink = max_useful_short_side(crop) if data.max_short_side == "auto" else data.max_short_side
     paths = [r.path for r in index.records]
     cache = open_clip_cache(

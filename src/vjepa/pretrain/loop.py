@@ -45,12 +45,15 @@ from vjepa.pretrain.rundir import (
     RunDir,
     check_can_start,
     check_compatible,
+    export_is_complete,
     inspect_run_dir,
+    remove_stale_temporaries,
     saved_config,
 )
 from vjepa.pretrain.schedules import Schedules
 from vjepa.pretrain.state import (
     LATEST,
+    complete_kept_checkpoint,
     load_training_state,
     periodic_name,
     restore_models,
@@ -192,6 +195,17 @@ def model_parts(objective: JEPAObjective) -> dict[str, nn.Module | None]:
     }
 
 
+def clip_token_grid(config: PretrainConfig) -> TokenGrid:
+    """The token grid of the config's clips, known before any model is built."""
+    from vjepa.models.registry import MODEL_SIZES
+
+    m, d = config.model, config.data
+    patch = m.patch_size or MODEL_SIZES[m.name].patch_size
+    return TokenGrid.from_clip(
+        d.num_frames, d.crop_size, d.crop_size, tubelet_size=m.tubelet_size, patch_size=patch
+    )
+
+
 def token_grid(config: PretrainConfig, objective: JEPAObjective) -> TokenGrid:
     c = objective.encoder.config
     return TokenGrid.from_clip(
@@ -305,15 +319,16 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, *, resume: bool = Fals
 
 
 def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -> FitResult:
-    """Set up models, optimizer, data and state, then train to the configured step count."""
+    """Set up data, models, optimizer and state, then train to the configured step count.
+
+    Nothing is written into ``run_dir`` until all of that succeeded (the data indexes are read before any
+    model is built), so a failed start leaves nothing that blocks the corrected command.
+    """
     run = inspect_run_dir(run_dir)
     check_can_start(run, resume)
     if run.holds_run:
         check_compatible(saved_config(run), config, run.config_path)
-    _barrier(runtime)  # every rank has looked at the directory before rank 0 writes into it
-    if runtime.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run.config_path)
+    stream = build_stream(config, clip_token_grid(config), pin_memory=runtime.device.type == "cuda")
 
     seed_everything(config.runtime.seed)
     objective = build_objective(config).to(runtime.device)
@@ -321,17 +336,19 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
     optimizer = build_optimizer(
         groups, betas=config.optimization.betas, eps=config.optimization.eps, device=runtime.device
     )
-    stream = build_stream(config, token_grid(config, objective), pin_memory=runtime.device.type == "cuda")
 
-    start_step = 0
+    start_step, last_loss = 0, float("nan")
     if run.checkpoint is not None:
         state = load_training_state(run.checkpoint)
         restore_models(state, model_parts(objective), str(run.checkpoint))
         optimizer.load_state_dict(state["optimizer"])
         stream.load_state_dict(state["data"])
         set_rng_state(state["rng"])
-        start_step = int(state["step"])
+        start_step, last_loss = int(state["step"]), float(state.get("loss", float("nan")))
         log(runtime, f"resuming {run_dir} at step {start_step} from {run.checkpoint}")
+    _barrier(runtime)  # every rank has set up before rank 0 writes into the directory
+    if runtime.is_main:
+        _start_writing(config, run, start_step, runtime)
 
     if config.runtime.activation_checkpointing:
         objective.encoder.grad_checkpointing = True
@@ -349,12 +366,27 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
     trainer = Trainer(
         objective, model, optimizer, Schedules(config.optimization), decision.precision, runtime
     )
-    result = _train(config, run, trainer, stream, start_step)
+    result = _train(config, run, trainer, stream, start_step, last_loss)
     result.precision = decision
     return result
 
 
-def _train(config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_step: int) -> FitResult:
+def _start_writing(config: PretrainConfig, run: RunDir, start_step: int, runtime: Runtime) -> None:
+    """Rank 0, once the run has really started: clean what killed writes left, write the config, finish the
+    kept checkpoint a kill interrupted."""
+    for tmp in remove_stale_temporaries(run):
+        log(runtime, f"removed {tmp}, left by a write that was killed")
+    run.path.mkdir(parents=True, exist_ok=True)
+    save_config(config, run.config_path)
+    if run.checkpoint is not None:
+        kept = complete_kept_checkpoint(run.checkpoint_dir, start_step, config.logging.keep_every)
+        if kept is not None:
+            log(runtime, f"wrote {kept}, the kept checkpoint the last session was killed before writing")
+
+
+def _train(
+    config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_step: int, last_loss: float
+) -> FitResult:
     runtime = trainer.runtime
     opt, logcfg = config.optimization, config.logging
     total = opt.total_steps
@@ -428,9 +460,9 @@ def _train(config: PretrainConfig, run: RunDir, trainer: Trainer, stream, start_
             bar.close()
         if metrics is not None:
             metrics.close()
-    if logcfg.export and runtime.is_main and step > start_step:
-        _export(config, trainer.objective, run.path / "export", step)
-    last = result.loss if result is not None else float("nan")
+    if logcfg.export and runtime.is_main and not export_is_complete(run, step):
+        _export(config, trainer.objective, run.export_dir, step)
+    last = result.loss if result is not None else last_loss
     log(runtime, f"done: {step} steps in {run.path} (last loss {last:.4f})")
     return FitResult(run.path, start_step, step, last, latest)
 

@@ -2,7 +2,8 @@
 
 Layout::
 
-    config.yaml           the resolved config (written at the start of every session)
+    config.yaml           the resolved config (written once the run has really started: models built,
+                          data indexes read, checkpoint restored; a failed start leaves nothing behind)
     metrics.jsonl|csv     one row per logged step
     checkpoints/          latest.pt, and step_XXXXXXX.pt when logging.keep_every is set
     tb/                   TensorBoard events (when installed)
@@ -12,23 +13,32 @@ Rules: a missing or empty directory starts a new run (with or without ``--resume
 serves both the first start and every requeue of a preemptible job). A directory that holds a run is
 continued with ``--resume`` and otherwise refused; a non-empty directory without a run is always refused.
 Nothing is ever overwritten silently.
+
+A resumed session first removes the temporary files that writes killed mid-way left in the run's own
+folders, then finishes what the killed session did not: the kept checkpoint of the latest step, and the
+export (complete when its ``config.json``, written after the weights, names the final step).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vjepa.checkpoint import CONFIG_FILE as EXPORT_CONFIG_FILE
+from vjepa.checkpoint import WEIGHTS_FILE, stale_temporaries
 from vjepa.config import ConfigError, read_yaml, to_dict
+from vjepa.errors import VjepaError
 from vjepa.pretrain.config import RESUMABLE_CHANGES, PretrainConfig
 from vjepa.pretrain.state import LATEST
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+EXPORT_DIR = "export"
 
 
-class RunDirError(ValueError):
+class RunDirError(VjepaError):
     """A run directory that cannot be used as asked; the message says why and what to do."""
 
 
@@ -53,6 +63,34 @@ class RunDir:
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINT_DIR
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / EXPORT_DIR
+
+
+def remove_stale_temporaries(run: RunDir) -> list[Path]:
+    """Delete the temporary files of killed writes in the run's folders (its own files only: names made
+    by :func:`vjepa.checkpoint.atomic_write`); returns them."""
+    removed = []
+    for folder in (run.path, run.checkpoint_dir, run.export_dir):
+        for tmp in stale_temporaries(folder):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def export_is_complete(run: RunDir, step: int) -> bool:
+    """Whether ``export/`` holds the models of ``step``: its ``config.json`` (written after the weights, each
+    file atomically) exists and names that step."""
+    config = run.export_dir / EXPORT_CONFIG_FILE
+    if not (run.export_dir / WEIGHTS_FILE).is_file() or not config.is_file():
+        return False
+    try:
+        meta = json.loads(config.read_text(encoding="utf-8")).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(meta, dict) and meta.get("steps") == step
 
 
 def inspect_run_dir(path: str | Path) -> RunDir:

@@ -19,6 +19,7 @@ model keys are those of official checkpoints, so ``vjepa convert`` and ``load_pr
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,20 @@ def save_training_state(
         if module is not None:
             payload[name] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def complete_kept_checkpoint(checkpoint_dir: Path, step: int, keep_every: int | None) -> Path | None:
+    """If step ``step`` is a kept step whose ``step_XXXXXXX.pt`` is missing (the session was killed between
+    writing ``latest.pt`` and the kept copy), write it now as a copy of ``latest.pt``, which holds exactly
+    that state. Returns the file written, or None.
+    """
+    if keep_every is None or step < 1 or step % keep_every:
+        return None
+    kept = checkpoint_dir / periodic_name(step)
+    if kept.is_file():
+        return None
+    atomic_write(kept, lambda tmp: shutil.copyfile(checkpoint_dir / LATEST, tmp))
+    return kept
 
 
 def load_training_state(path: Path) -> dict[str, Any]:

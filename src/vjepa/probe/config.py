@@ -6,10 +6,12 @@ Defaults are the official probe recipe (AdamW, lr 1e-3 cosine to 0 without warmu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from vjepa.checkpoint import EncoderKey
+from vjepa.config import InvalidValue, check_range
 from vjepa.runtime import PrecisionChoice
 
 Readout = Literal["attentive", "linear", "knn"]
@@ -63,7 +65,8 @@ class DataSection:
         crop_scale: crop area range for ``train_augment`` (official probe: 0.08-1.0).
         crop_aspect: crop aspect range for ``train_augment`` (official probe: 3/4-4/3).
         num_workers: DataLoader worker processes.
-        max_short_side: shrink frames while decoding to at most this short side (None: full size).
+        max_short_side: shrink frames while decoding to at most this short side; ``auto`` (default): the size
+            the clips need (see `decode_short_side`); None: full size.
         class_names: labels for the confusion-matrix plot (optional).
     """
 
@@ -80,7 +83,7 @@ class DataSection:
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_aspect: tuple[float, float] = (0.75, 4 / 3)
     num_workers: int = 0
-    max_short_side: int | None = None
+    max_short_side: int | Literal["auto"] | None = "auto"
     class_names: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -89,6 +92,23 @@ class DataSection:
             raise ValueError("image data has one segment and one view (num_segments = num_views = 1)")
         if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} names for {self.num_classes} classes")
+        check_range(self, "crop_scale", low=0, high=1, low_open=True)
+        check_range(self, "crop_aspect", low=0, low_open=True)
+        check_range(self, "num_workers", "num_classes", low=0)
+        if isinstance(self.max_short_side, int) and self.max_short_side < 1:
+            raise InvalidValue("max_short_side", f"must be >= 1, 'auto' or null, got {self.max_short_side}")
+
+    @property
+    def decode_short_side(self) -> int | None:
+        """The short side frames are shrunk to while decoding: ``max_short_side``, or with ``auto`` the
+        largest size a clip uses (the random crop's smallest scale with ``train_augment``, else the eval
+        resize ``int(resolution * 256 / 224)``)."""
+        if self.max_short_side != "auto":
+            return self.max_short_side
+        need = int(self.resolution * 256 / 224)
+        if self.train_augment:
+            need = max(need, math.ceil(self.resolution / math.sqrt(self.crop_scale[0])))
+        return need
 
 
 @dataclass
@@ -109,6 +129,11 @@ class ProbeSection:
     num_heads: int | None = None
     knn_k: int = 20
     knn_temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        check_range(self, "num_heads", low=1, optional=True)
+        check_range(self, "knn_k", low=1)
+        check_range(self, "knn_temperature", low=0, low_open=True)
 
 
 @dataclass
@@ -138,6 +163,9 @@ class OptimizationSection:
         _positive(self, ("epochs", "batch_size"))
         if not self.lr or not self.weight_decay:
             raise ValueError("lr and weight_decay need at least one value each")
+        check_range(self, "lr", low=0, low_open=True)
+        check_range(self, "weight_decay", "final_lr", "final_weight_decay", low=0)
+        check_range(self, "grad_clip", low=0, low_open=True, optional=True)
 
 
 @dataclass
@@ -155,6 +183,9 @@ class CacheSection:
     dtype: Literal["float32", "float16"] = "float16"
     overwrite: bool = False
     max_gb: float = 200.0
+
+    def __post_init__(self) -> None:
+        check_range(self, "max_gb", low=0, low_open=True)
 
 
 @dataclass
@@ -197,14 +228,24 @@ class EvalConfig:
                 "cache.dir and data.train_augment exclude each other: cached features are computed once, so "
                 "training views cannot be re-augmented each epoch"
             )
+        for key, value in (("seed", self.seed), ("encoder.init_seed", self.encoder.init_seed)):
+            if value < 0:
+                raise InvalidValue(key, f"must be >= 0, got {value}")
+        for key, value in (("threads", self.threads), ("encoder.num_heads", self.encoder.num_heads)):
+            if isinstance(value, int) and value < 1:
+                raise InvalidValue(key, f"must be >= 1 or null, got {value}")
 
     def check_runnable(self, source: str) -> None:
         """The fields a shipped recipe leaves for the user must be set."""
+        from pathlib import Path
+
         from vjepa.config import ConfigError
 
         for key, value in (("data.train", self.data.train), ("data.val", self.data.val)):
             if not value:
                 raise ConfigError(f"{source}: {key} is not set (use --set {key}=PATH)")
+            if not Path(value).exists():
+                raise ConfigError(f"{source}: {key}: {value}: no such index file or folder")
         if self.data.num_classes < 1:
             raise ConfigError(f"{source}: data.num_classes must be >= 1")
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from vjepa.checkpoint import atomic_write
+from vjepa.errors import VjepaError
 from vjepa.runtime import Precision, autocast
 
 SegmentMode = Literal["concat", "separate"]
@@ -34,7 +35,7 @@ CACHE_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 
 
-class CacheError(ValueError):
+class CacheError(VjepaError):
     """A feature cache that does not match the run (stale) or cannot be read; names the folder and keys."""
 
 

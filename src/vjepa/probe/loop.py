@@ -472,7 +472,7 @@ def _cat(items: list[Tensor], dtype: torch.dtype) -> Tensor:
 
 def frozen_encoder(cfg: EvalConfig, device: torch.device) -> tuple[VideoEncoder, dict[str, Any]]:
     """The encoder to evaluate, frozen, and what identifies it."""
-    from vjepa.checkpoint import load_pretrained
+    from vjepa.checkpoint import check_clip_fits, load_pretrained
     from vjepa.models import build_encoder
 
     enc_cfg = cfg.encoder
@@ -485,6 +485,14 @@ def frozen_encoder(cfg: EvalConfig, device: torch.device) -> tuple[VideoEncoder,
             enc_cfg.model, num_frames=cfg.data.frames_per_clip, img_size=cfg.data.resolution
         )
         info = {"checkpoint": None, "random_init": enc_cfg.model, "init_seed": enc_cfg.init_seed}
+    names = ("data.frames_per_clip", "data.resolution")
+    check_clip_fits(
+        encoder.config,
+        cfg.data.frames_per_clip,
+        cfg.data.resolution,
+        names,
+        info["checkpoint"] or enc_cfg.model,
+    )
     encoder.eval().requires_grad_(False).to(device)
     info["fingerprint"] = encoder_fingerprint(encoder)
     return encoder, info
@@ -517,7 +525,7 @@ def build_datasets(cfg: EvalConfig) -> tuple[Dataset, Dataset]:
         )
         return train, val
     clip = ClipSpec(d.frames_per_clip, d.frame_step, d.num_segments)
-    common = {"seed": cfg.seed, "max_short_side": d.max_short_side}
+    common = {"seed": cfg.seed, "max_short_side": d.decode_short_side}
     if d.train_augment:  # official probe training: random windows, random resized crop, no flip
         train: Dataset = VideoClipDataset(
             load_index(d.train),

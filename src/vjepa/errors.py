@@ -1,0 +1,55 @@
+"""The error every user-fixable problem raises, and how user-supplied text is shown in messages.
+
+`VjepaError` is the base class of every error the user can fix (a bad file, line, key or value): the CLI
+prints its message as one line instead of a traceback. The message names the file and the line or the
+config key. It subclasses `ValueError` so that code written against the former per-module errors (all
+``ValueError``s) keeps working.
+
+User-supplied text (paths, index lines, config values) can hold anything: control characters, a NUL byte,
+a megabyte of characters. `shown` makes it printable and short enough for one log line.
+"""
+
+from __future__ import annotations
+
+# Longest user-supplied string printed in a message; longer ones keep their head and tail.
+MAX_SHOWN_CHARS = 240
+
+
+class VjepaError(ValueError):
+    """A problem the user can fix; the message names the file and the line or the config key."""
+
+
+def utf8_text(data: bytes, source: object, error: type[VjepaError], what: str) -> str:
+    """``data`` decoded as UTF-8 (a leading byte-order mark dropped), or ``error`` naming ``source`` and the
+    line of the first byte that is not UTF-8.
+
+    Args:
+        data: the file's bytes.
+        source: the file, for the message.
+        error: the error class to raise.
+        what: what the file should be, for the message (e.g. ``"a config is a YAML text file"``).
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise error(
+            f"{shown(source)}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); {what}"
+        ) from None
+
+
+def shown(text: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``text`` as it may appear in a one-line message: control characters (newlines, NUL, ...) escaped as
+    ``repr`` does, and the middle of a string longer than ``limit`` replaced by ``...(N chars)...``.
+
+    Args:
+        text: a path, a line, a value (converted with ``str``).
+        limit: the longest result kept whole.
+    """
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) <= limit:
+        return text
+    keep = max(limit // 2 - 10, 8)
+    return f"{text[:keep]}...({len(text) - 2 * keep} chars)...{text[-keep:]}"
