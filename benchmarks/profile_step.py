@@ -8,8 +8,10 @@ forward, backward, optimizer (gradient norms and clipping, AdamW) and EMA. Each 
 without the cache (``decode``) and with a filled cache (``cache``).
 
 Table 2, the step time a pretraining run sees (wall s per step, median; the data wait is the time spent
-blocked on the next batch): the real ``DataStream`` with 0, 1 or 2 workers (prefetching 2 batches each),
-with and without the cache, against batches already in memory.
+blocked on the next batch; the CPU seconds of the process and its workers): the real ``DataStream`` with 0, 1
+or 2 workers (prefetching 2 batches each), with and without the cache, against batches already in memory.
+The settings take turns (``--rounds``), each turn on a fresh stream whose first ``2 * workers + 2`` steps are
+not timed, so that the machine's changing load and the prefetched batches do not favour one setting.
 
 Sources: the folder of ``vjepa make-data synthetic DIR`` (``--data``; default: a small set generated here
 with ``--size``/``--frames``), and 320x240 H.264 mp4s generated here (x264 crf 23, key frame every 250
@@ -146,7 +148,8 @@ def _sync(device: torch.device) -> None:
 
 
 def profile_stages(config: PretrainConfig, trainer: Trainer, steps: int) -> dict[str, float]:
-    """Median wall ms per stage over ``steps`` steps (after one untimed step)."""
+    """Median wall ms per stage over ``steps`` steps (after one untimed step), and the CPU ms (all threads of
+    this process) of the data part and of the compute part."""
     seed = config.runtime.seed
     dataset = quiet_dataset(config)
     collator = MaskCollator(build_mask_generators(config.masks, token_grid(config, trainer.objective)), seed)
@@ -155,6 +158,7 @@ def profile_stages(config: PretrainConfig, trainer: Trainer, steps: int) -> dict
     for step in range(steps + 1):
         t: dict[str, float] = defaultdict(float)
         samples = []
+        cpu = time.process_time()
         for j in range(batch):
             draw = step * batch + j
             record = dataset.records[draw % len(dataset)]
@@ -173,9 +177,12 @@ def profile_stages(config: PretrainConfig, trainer: Trainer, steps: int) -> dict
         collator.masks(batch, step * batch)  # the same masks again, timed alone
         t["masks"] = time.perf_counter() - start
         t["collate"] -= t["masks"]
+        t["data CPU"] = time.process_time() - cpu
+        cpu = time.process_time()
         stage_step(trainer, masked, step, t)
+        t["compute CPU"] = time.process_time() - cpu
         if step > 0:
-            for name in STAGES:
+            for name in (*STAGES, "data CPU", "compute CPU"):
                 times[name].append(t[name] * 1e3)
     return {name: statistics.median(v) for name, v in times.items()}
 
@@ -218,11 +225,29 @@ def stage_step(trainer: Trainer, batch, step: int, t: dict[str, float]) -> None:
 # ---------------------------------------------------------------------------------------- table 2: pipelined
 
 
-def pipelined(
-    config: PretrainConfig, trainer: Trainer, workers: int | None, steps: int
-) -> tuple[float, float]:
-    """(median step s, median data wait s) over ``steps`` steps after 2 untimed ones; ``workers=None``:
-    batches already in memory."""
+def tree_cpu_seconds() -> float:
+    """CPU seconds of this process and its live child processes (the DataLoader workers; Linux /proc)."""
+    total = time.process_time()
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return total
+    for child in children:
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
+
+
+def pipelined_turn(config: PretrainConfig, trainer: Trainer, workers: int | None, steps: int) -> list[tuple]:
+    """One turn of one loader setting: a fresh stream, ``2 * workers + 2`` untimed steps (startup and the
+    prefetched batches), then ``steps`` timed ones. Returns (wall s, data wait s, CPU s of the process and
+    its workers) per timed step. ``workers=None``: batches already in memory."""
     seed = config.runtime.seed
     collator = MaskCollator(build_mask_generators(config.masks, token_grid(config, trainer.objective)), seed)
     dataset = quiet_dataset(config)
@@ -232,18 +257,29 @@ def pipelined(
     if workers is None:
         pool = [next(batches) for _ in range(3)]
         batches = (pool[i % 3] for i in range(10**9))
-    step_times, waits = [], []
-    for step in range(steps + 2):
-        start = time.perf_counter()
+    skip = 2 * (workers or 0) + 2
+    rows = []
+    for step in range(skip + steps):
+        start, cpu = time.perf_counter(), tree_cpu_seconds()
         batch = next(batches).to(trainer.runtime.device)
         ready = time.perf_counter()
         train_step(trainer, [batch], step)
         _sync(trainer.runtime.device)
-        if step >= 2:
-            step_times.append(time.perf_counter() - start)
-            waits.append(ready - start)
+        if step >= skip:
+            rows.append((time.perf_counter() - start, ready - start, tree_cpu_seconds() - cpu))
     del batches, stream
-    return statistics.median(step_times), statistics.median(waits)
+    return rows
+
+
+def pipelined(settings: dict[str, tuple], trainer: Trainer, rounds: int, steps: int) -> dict[str, tuple]:
+    """Median (wall s, data wait s, CPU s) per step of each loader setting ``{label: (config, workers)}``,
+    measured in ``rounds`` alternating turns of ``steps`` timed steps each (so that a change of the machine's
+    load hits every setting alike)."""
+    rows: dict[str, list[tuple]] = defaultdict(list)
+    for _ in range(rounds):
+        for label, (config, workers) in settings.items():
+            rows[label] += pipelined_turn(config, trainer, workers, steps)
+    return {label: tuple(statistics.median(col) for col in zip(*r, strict=True)) for label, r in rows.items()}
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -271,9 +307,12 @@ def main() -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: vjepa's default)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
-    p.add_argument("--steps", type=int, default=6, help="timed steps per row (the median is reported)")
+    p.add_argument(
+        "--steps", type=int, default=6, help="timed steps per row (table 2: per turn); the median is reported"
+    )
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="worker counts of table 2")
     p.add_argument("--tables", nargs="+", choices=["1", "2"], default=["1", "2"])
+    p.add_argument("--rounds", type=int, default=3, help="alternating turns per loader setting (table 2)")
     p.add_argument(
         "--work-dir", default=None, help="where generated videos and caches go (default: a temp dir)"
     )
@@ -296,8 +335,9 @@ def main() -> None:
     print(f"# load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     try:
         if "1" in args.tables:
-            print("\n| source | data path | " + " | ".join(STAGES) + " | data total | compute total | step |")
-            print("|---|---|" + "---|" * (len(STAGES) + 3))
+            print("\n| source | data path | " + " | ".join(STAGES) + " | data total | compute total | step | "
+                  "CPU ms: data | compute |")  # fmt: skip
+            print("|---|---|" + "---|" * (len(STAGES) + 5))
             for name, (csv, step) in sources.items():
                 for mode in ("false", "true"):
                     config = make_config(args, csv, step, mode, root / "cache")
@@ -306,24 +346,28 @@ def main() -> None:
                     compute = sum(ms[s] for s in STAGES[4:])
                     cells = " | ".join(f"{ms[s]:.1f}" for s in STAGES)
                     path = "decode" if mode == "false" else "clip cache"
-                    print(f"| {name} | {path} | {cells} | {data:.1f} | {compute:.1f} | {data + compute:.1f} |",
-                          flush=True)  # fmt: skip
+                    print(f"| {name} | {path} | {cells} | {data:.1f} | {compute:.1f} | {data + compute:.1f} | "
+                          f"{ms['data CPU']:.1f} | {ms['compute CPU']:.1f} |", flush=True)  # fmt: skip
         if "2" in args.tables:
-            print("\n| source | loader | step (s), median | data wait (s) | vs in memory |")
-            print("|---|---|---|---|---|")
+            print("\n| source | loader | step (s), median | data wait (s) | CPU s/step (with workers) | "
+                  "vs in memory (wall) | (CPU) |")  # fmt: skip
+            print("|---|---|---|---|---|---|---|")
             for name, (csv, step) in sources.items():
-                config = make_config(args, csv, step, "true", root / "cache")
-                trainer = make_trainer(config, runtime)
-                base, _ = pipelined(config, trainer, None, args.steps)
-                print(f"| {name} | clips in memory | {base:.3f} | 0 | 1.00x |", flush=True)
+                memory = make_config(args, csv, step, "true", root / "cache")
+                trainer = make_trainer(memory, runtime)
+                settings: dict[str, tuple] = {"clips in memory": (memory, None)}
                 for mode in ("false", "true"):
                     config = make_config(args, csv, step, mode, root / "cache")
                     for w in args.workers:
-                        sec, wait = pipelined(config, trainer, w, args.steps)
-                        label = f"{w} worker(s), {'clip cache' if mode == 'true' else 'decode'}"
-                        print(
-                            f"| {name} | {label} | {sec:.3f} | {wait:.3f} | {sec / base:.2f}x |", flush=True
+                        settings[f"{w} worker(s), {'clip cache' if mode == 'true' else 'decode'}"] = (
+                            config,
+                            w,
                         )
+                results = pipelined(settings, trainer, args.rounds, args.steps)
+                base = results["clips in memory"]
+                for label, (sec, wait, cpu) in results.items():
+                    print(f"| {name} | {label} | {sec:.3f} | {wait:.3f} | {cpu:.3f} | {sec / base[0]:.2f}x | "
+                          f"{cpu / base[2]:.2f}x |", flush=True)  # fmt: skip
     finally:
         if args.work_dir is None:
             shutil.rmtree(root, ignore_errors=True)

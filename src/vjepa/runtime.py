@@ -39,8 +39,9 @@ PrecisionChoice = Literal["auto", "fp32", "bf16"]
 Precision = Literal["fp32", "bf16"]
 PRECISION_CHOICES: tuple[PrecisionChoice, ...] = ("auto", "fp32", "bf16")
 DeviceName = Literal["auto", "cpu", "cuda"]
-# ``auto`` refuses bf16 on a CPU whose matmul probe measures bf16 below this fraction of fp32's speed. Native
-# bf16 measures 1.5-2.4x (idle) and ~1.0x at worst on a machine loaded 6x over; emulated bf16 ~0.2x.
+# ``auto`` refuses bf16 on a CPU whose matmul probe measures bf16 below this fraction of fp32's speed. On the
+# development machine (AVX512-BF16) the probe measured 1.0-2.4x natively at load averages of 6-12 on 2 cores,
+# and 0.21-0.25x under forced AVX2 kernels (emulated bf16).
 MIN_BF16_SPEEDUP = 0.8
 # oneDNN ISA limits (ONEDNN_MAX_CPU_ISA) at or above the first with native bf16 matmuls.
 _ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL", "DEFAULT")
@@ -242,7 +243,10 @@ def cpu_bf16_support() -> CpuBf16Support:
     elif not bf16:
         native, why = False, "the CPU has no AVX512-BF16 or AMX: bf16 is emulated"
     elif not kernels.startswith("AVX512"):
-        native, why = False, f"torch runs {kernels} kernels (ATEN_CPU_CAPABILITY?): bf16 is emulated"
+        native, why = (
+            False,
+            f"torch runs {kernels} kernels, not AVX512 (ATEN_CPU_CAPABILITY): bf16 is emulated",
+        )
     elif not isa_ok:
         native, why = False, f"oneDNN is limited to {limit} (ONEDNN_MAX_CPU_ISA): bf16 matmuls are emulated"
     elif not torch.backends.mkldnn.is_available():
@@ -255,7 +259,8 @@ def cpu_bf16_support() -> CpuBf16Support:
 @functools.cache
 def cpu_bf16_speedup() -> float:
     """fp32 time / bf16-autocast time of a small MLP forward (two matmuls and a GELU, ~1 GFLOP) on the
-    current threads: the best of 5 alternating runs each, measured once per process (~0.3 s). CPU time
+    current threads: the best of 5 alternating runs each, measured once per process (about 0.1 s of compute
+    on an idle 2-core machine; a busy one stretches the wall time, not the result much). CPU time
     (``time.process_time``), not wall time, so that other busy processes do not decide the outcome."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(256, 512, generator=g)  # [N, D]
