@@ -8,7 +8,8 @@ processes, and their ratio (the issue's bar: at most 2x).
 
 Settings: ``spin`` (N threads, OpenMP's default wait policy: what ``import torch`` gives when nothing is
 set), ``passive`` (N threads, ``OMP_WAIT_POLICY=PASSIVE``: what the ``vjepa`` command sets by default),
-``1 thread``. Each (setting, kernels, load) runs in its own process (the wait policy is read when torch
+``1 thread``, and ``--spincounts N ...`` (``GOMP_SPINCOUNT=N``: spin N iterations, then sleep). Each
+(setting, kernels, load) runs in its own process (the wait policy is read when torch
 loads); quiet and busy runs alternate. ``--kernels avx2`` forces an AVX2 laptop's kernels
 (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``); ``--precision auto`` resolves per kernel set.
 
@@ -126,6 +127,13 @@ def child(args: argparse.Namespace, setting: str, kernels: str, busy: int) -> di
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    p.add_argument(
+        "--spincounts",
+        nargs="*",
+        type=int,
+        default=[],
+        help="also try GOMP_SPINCOUNT=N (spin N iterations, then sleep) with N threads",
+    )
     p.add_argument("--kernels", nargs="+", choices=list(KERNELS), default=["native"])
     p.add_argument("--busy", type=int, default=1, help="competing busy processes (default 1)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of the spin/passive settings")
@@ -141,6 +149,9 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=600, help="seconds before a run is abandoned")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: threads of one run
     args = p.parse_args()
+    for n in args.spincounts:
+        SETTINGS[f"spin {n}"] = ({"GOMP_SPINCOUNT": str(n)}, None)
+        args.settings.append(f"spin {n}")
     if args.one is not None:
         args.threads = args.one
         print(json.dumps(run_steps(args)))
