@@ -66,7 +66,19 @@ from vjepa.pretrain.state import (
 )
 from vjepa.pretrain.warm_start import warm_start
 from vjepa.progress import Progress, hms
-from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup, teardown
+from vjepa.runtime import (
+    Precision,
+    PrecisionDecision,
+    Runtime,
+    autocast,
+    log,
+    record_run_environment,
+    resolve_precision,
+    seed_everything,
+    setup,
+    teardown,
+)
+from vjepa.threads import StepTimeWatch
 
 
 class TrainingDiverged(RuntimeError):
@@ -140,6 +152,7 @@ class FitResult:
         end_step: optimizer steps completed at the end.
         last_loss: loss of the last step (NaN when no step ran).
         checkpoint: the latest checkpoint.
+        precision: the precision the session ran and why (also in ``runtime.json``).
     """
 
     run_dir: Path
@@ -147,6 +160,7 @@ class FitResult:
     end_step: int
     last_loss: float
     checkpoint: Path | None
+    precision: PrecisionDecision | None = None
 
 
 # ------------------------------------------------------------------------------------------------- build
@@ -347,16 +361,20 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
         _start_writing(config, run, start_step, runtime)
 
     model = wrap_for_training(objective, runtime)
+    decision = resolve_precision(config.runtime.precision, runtime.device)
+    record_run_environment(run.path, runtime, decision, start_step)
     trainer = Trainer(
         objective,
         model,
         optimizer,
         Schedules(config.optimization),
-        config.runtime.precision,
+        decision.precision,
         runtime,
         sharding,
     )
-    return _train(config, run, trainer, stream, start_step, last_loss)
+    result = _train(config, run, trainer, stream, start_step, last_loss)
+    result.precision = decision
+    return result
 
 
 def _start_writing(config: PretrainConfig, run: RunDir, start_step: int, runtime: Runtime) -> None:
@@ -399,12 +417,14 @@ def _train(
     batches = stream.batches()
     step, result = start_step, None
     window_start, window_steps = time.perf_counter(), 0
+    watch = StepTimeWatch(runtime.threads) if runtime.device.type == "cpu" else None
     trainer.objective.train()
     try:
         while step < total:
             micro = [
                 next(batches).to(runtime.device, non_blocking=True) for _ in range(opt.accumulation_steps)
             ]
+            step_start = time.perf_counter()
             try:
                 result = train_step(trainer, micro, step)
             except TrainingDiverged as err:
@@ -414,6 +434,9 @@ def _train(
                     else "none was written yet"
                 )
                 raise TrainingDiverged(f"{err}; the run stopped. The last good checkpoint: {where}") from None
+            swing = watch.observe(time.perf_counter() - step_start) if watch is not None else None
+            if swing is not None:
+                progress.write(f"WARNING step {step}: {swing}", err=True)
             monitor.observe(result.output.pooled_targets)
             window_steps += 1
             elapsed = time.perf_counter() - window_start
