@@ -10,40 +10,60 @@ projections, 2 FLOPs per multiply-add; backward = 2x forward (the patch embeddin
 1x). LayerNorm, GELU, softmax, AdamW and EMA are not counted (they are a few % of the total), so the
 achieved rate is "model FLOP/s" as in MFU.
 
+Like the ``vjepa`` command, it sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads unless the environment
+chooses a wait policy (the header prints which). The CPU seconds per step (all threads of the process) are
+steadier than wall time on a machine shared with other jobs.
+
 Each (model, precision) runs in its own subprocess, so the peak memory (CPU: peak RSS of the process; CUDA:
 ``max_memory_allocated``) is that configuration's own.
+
+The header prints what decides ``precision: auto`` (:func:`vjepa.runtime.resolve_precision`): torch's CPU
+kernels, the bf16 instruction sets the CPU reports, the oneDNN ISA limit, the matmul probe, and the resolved
+choice, so that the rule can be checked against the measured step times on any machine. Force an AVX2
+laptop's kernels on an AVX512 machine with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``.
 
 Examples::
 
     python benchmarks/train_step.py                                   # vit_tiny 8x112x112, batch 8, CPU, 2 threads
-    python benchmarks/train_step.py --models tiny small base --precision fp32 bf16
+    python benchmarks/train_step.py --models tiny small base --precision fp32 bf16 auto
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/train_step.py   # an AVX2-only CPU
     python benchmarks/train_step.py --device cuda --models large --frames 16 --size 224 --batch 24 \\
         --pred-depth 12 --pred-width 384 --precision bf16 --activation-checkpointing both
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import resource
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
+from vjepa.threads import set_thread_env_defaults, wait_policy
 
-import torch
+set_thread_env_defaults()  # as the vjepa command does, before torch loads (OMP_WAIT_POLICY)
 
-from vjepa.grid import TokenGrid
-from vjepa.masks import MaskCollator, make_mask_generators
-from vjepa.models.registry import EncoderConfig, PredictorConfig
-from vjepa.pretrain.config import OptimizationConfig
-from vjepa.pretrain.loop import Trainer, train_step
-from vjepa.pretrain.objective import JEPAObjective
-from vjepa.pretrain.optim import build_optimizer, param_groups
-from vjepa.pretrain.schedules import Schedules
-from vjepa.runtime import Runtime, resolve_device
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import torch  # noqa: E402
+
+from vjepa.grid import TokenGrid  # noqa: E402
+from vjepa.masks import MaskCollator, make_mask_generators  # noqa: E402
+from vjepa.models.registry import EncoderConfig, PredictorConfig  # noqa: E402
+from vjepa.pretrain.config import OptimizationConfig  # noqa: E402
+from vjepa.pretrain.loop import Trainer, train_step  # noqa: E402
+from vjepa.pretrain.objective import JEPAObjective  # noqa: E402
+from vjepa.pretrain.optim import build_optimizer, param_groups  # noqa: E402
+from vjepa.pretrain.schedules import Schedules  # noqa: E402
+from vjepa.runtime import (  # noqa: E402
+    Runtime,
+    cpu_bf16_speedup,
+    cpu_bf16_support,
+    resolve_device,
+    resolve_precision,
+)
 
 # --------------------------------------------------------------------------------------------- FLOP count
 
@@ -144,7 +164,8 @@ def build(args: argparse.Namespace, setting: Setting, device: torch.device):
     optimizer = build_optimizer(
         param_groups(objective.encoder, [objective.predictor]), betas=(0.9, 0.999), eps=1e-8, device=device
     )
-    trainer = Trainer(objective, objective, optimizer, Schedules(opt_cfg), setting.precision, Runtime(device))
+    precision = resolve_precision(setting.precision, device).precision
+    trainer = Trainer(objective, objective, optimizer, Schedules(opt_cfg), precision, Runtime(device))
     grid = TokenGrid.from_clip(args.frames, args.size, args.size, tubelet_size=2, patch_size=16)
     collator = MaskCollator(make_mask_generators("multiblock", grid), seed=0)
     return trainer, collator, grid
@@ -172,15 +193,16 @@ def run_one(args: argparse.Namespace, setting: Setting) -> dict:
         pool.append(collator(samples))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times, flops = [], []
+    times, cpu_times, flops = [], [], []
     for i in range(args.warmup + args.steps):
         batch = pool[i % len(pool)].to(device)
         _sync(device)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         train_step(trainer, [batch], i)
         _sync(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu)
             sizes = [(m.context.shape[1], m.target.shape[1]) for m in batch.masks]
             flops.append(step_flops(trainer.objective.encoder.config, trainer.objective.predictor.config,
                                     args.batch, grid.num_tokens, sizes))  # fmt: skip
@@ -204,15 +226,28 @@ def run_one(args: argparse.Namespace, setting: Setting) -> dict:
         "activation_checkpointing": setting.activation_checkpointing,
         "step_s": median,
         "step_s_min": times[0],
+        "cpu_s": sorted(cpu_times)[len(cpu_times) // 2],
         "gflop_per_step": sum(flops) / len(flops) / 1e9,
         "peak_mem_gib": peak / 2**30,
     }
 
 
+def print_precision_header(device: torch.device) -> None:
+    """What decides ``precision: auto`` here, and its choice."""
+    if device.type == "cpu":
+        s = cpu_bf16_support()
+        print(f"# CPU: torch kernels {s.torch_kernels} (ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '-')}), "
+              f"bf16 instructions {'+'.join(s.bf16_flags) or 'none'}, oneDNN ISA limit "
+              f"{s.onednn_isa_limit or 'none'}: native bf16 {'yes' if s.native else 'no'} ({s.reason})")  # fmt: skip
+        print(f"# bf16 matmul probe: {cpu_bf16_speedup():.2f}x fp32's speed (CPU time)")
+    decision = resolve_precision("auto", device)
+    print(f"# precision auto -> {decision.precision}: {decision.reason}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["tiny"], help="encoder sizes (tiny small base large ...)")
-    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16"])
     p.add_argument("--activation-checkpointing", choices=["off", "on", "both"], default="off")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=112)
@@ -236,8 +271,9 @@ def main() -> None:
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
+    resolved = {prec: resolve_precision(prec, device).precision for prec in args.precision}
     rates = {
-        prec: matmul_rate(device, torch.float32 if prec == "fp32" else torch.bfloat16)
+        prec: matmul_rate(device, torch.float32 if resolved[prec] == "fp32" else torch.bfloat16)
         for prec in args.precision
     }
     name = (
@@ -245,17 +281,19 @@ def main() -> None:
         if device.type == "cuda"
         else platform.processor() or platform.machine()
     )
-    print(f"# device: {device.type} ({name}), threads {torch.get_num_threads()}, torch {torch.__version__}, "
-          f"load average at start {os.getloadavg()[0]:.2f}")  # fmt: skip
+    policy, source = wait_policy()
+    print(f"# device: {device.type} ({name}), threads {torch.get_num_threads()}, OpenMP wait policy {policy} "
+          f"({source}), torch {torch.__version__}, load average at start {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"# clips {args.frames}x{args.size}x{args.size}, batch {args.batch}, predictor depth {args.pred_depth} "
           f"width {args.pred_width}, paper multi-block masks (2 settings); median of {args.steps} steps")  # fmt: skip
     for prec, rate in rates.items():
-        print(f"# plain matmul {prec}: {rate / 1e12:.3f} TFLOP/s")
+        print(f"# plain matmul {prec}: {rate / 1e9:.1f} GFLOP/s")
+    print_precision_header(device)
     sys.stdout.flush()
     acs = {"off": [False], "on": [True], "both": [False, True]}[args.activation_checkpointing]
-    print("| model | precision | act. ckpt | step (s), median | min | GFLOP/step | achieved TFLOP/s | % of matmul | "
-          "peak mem (GiB) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | precision | act. ckpt | step (s), median | min | CPU s/step | GFLOP/step | achieved TFLOP/s | "
+          "% of matmul | peak mem (GiB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     base = sys.argv[1:]
     for model in args.models:
         for prec in args.precision:
@@ -268,9 +306,10 @@ def main() -> None:
                 if args.profile:
                     print(done.stderr, file=sys.stderr)
                 r = json.loads(done.stdout.strip().splitlines()[-1])
+                shown = prec if prec != "auto" else f"auto -> {resolved[prec]}"
                 achieved = r["gflop_per_step"] * 1e9 / r["step_s"]
-                print(f"| {model} | {prec} | {'on' if ac else 'off'} | {r['step_s']:.3f} | {r['step_s_min']:.3f} | "
-                      f"{r['gflop_per_step']:.1f} | "
+                print(f"| {model} | {shown} | {'on' if ac else 'off'} | {r['step_s']:.3f} | {r['step_s_min']:.3f} | "
+                      f"{r['cpu_s']:.3f} | {r['gflop_per_step']:.1f} | "
                       f"{achieved / 1e12:.3f} | {100 * achieved / rates[prec]:.1f} | {r['peak_mem_gib']:.2f} |",
                       flush=True)  # fmt: skip
     print(f"# load average at end {os.getloadavg()[0]:.2f}")

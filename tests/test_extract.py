@@ -87,12 +87,13 @@ def test_extract_cli_tokens_match_the_encoder(setup_files, tmp_path):
         str(out),
     ]
     argv += ["--frames", "8", "--frame-step", "2", "--stride", "8", "--resolution", "32", "--crop", "full"]
-    argv += ["--batch-size", "3", "--device", "cpu"]
+    argv += ["--batch-size", "3", "--device", "cpu", "--precision", "fp32"]  # exact tokens: fp32
     with pytest.raises(SystemExit) as done:
         main(argv)
     assert done.value.code == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["token_grid"] == {"time": 4, "height": 2, "width": 2, "tokens": 16}
+    assert manifest["precision"]["precision"] == "fp32" and manifest["precision"]["reason"]
     assert sorted(manifest["written"]) == ["a.safetensors", "sub/b.safetensors"]
     spec = ExtractSpec(frames=8, frame_step=2, stride=8)
     for name, n_windows in (("a", 5), ("sub/b", 1)):
@@ -145,6 +146,7 @@ def test_extract_pooled_npy_and_images(setup_files, tmp_path):
         "target_encoder",
     ]
     argv += ["--out", str(out), "--frames", "8", "--resolution", "32", "--crop", "full", "--device", "cpu"]
+    argv += ["--precision", "fp32"]  # compared with the fp32 encoder below
     with pytest.raises(SystemExit) as done:
         main(argv)
     assert done.value.code == 0

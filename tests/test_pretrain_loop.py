@@ -7,6 +7,7 @@ import io
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -205,6 +206,11 @@ def test_csv_videos_with_loader_workers(tmp_path):
     )
     result = pretrain(config, tmp_path / "run")
     assert result.end_step == 3 and result.last_loss > 0
+    sessions = json.loads((tmp_path / "run/runtime.json").read_text())
+    assert [s["precision"]["precision"] for s in sessions] == ["fp32"] == [result.precision.precision]
+    assert sessions[0]["threads"]["intra_op"] == 1 and sessions[0]["start_step"] == 0
+    cache_dir = Path(os.environ["VJEPA_CACHE_DIR"]) / "clips"  # data.clip_cache=auto: 8 small videos fit
+    assert list(cache_dir.rglob("*.npy"))
     assert (
         load_training_state(tmp_path / "run/checkpoints/latest.pt")["data"]["batches_done"] == 1
     )  # 8 // 4 = 2

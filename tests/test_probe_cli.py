@@ -83,6 +83,7 @@ def test_every_shipped_eval_config_loads():
 def check_outputs(run: Path, num_settings: int) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     assert len(metrics["results"]) == num_settings
+    assert metrics["precision"]["precision"] in ("fp32", "bf16") and metrics["precision"]["reason"]
     for r in metrics["results"]:
         assert r["status"] in ("trained", "not_trained")
         if r["status"] == "trained":

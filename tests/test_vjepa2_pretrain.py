@@ -142,6 +142,7 @@ def test_extract_and_encode_on_a_vjepa2_hf_folder(tmp_path, capsys):
     out = tmp_path / "feats"
     argv = ["extract", str(videos), "--checkpoint", str(HF_MODEL), "--encoder", "target_encoder"]
     argv += ["--out", str(out), "--frames", "4", "--frame-step", "2", "--resolution", "32", "--crop", "full"]
+    argv += ["--precision", "fp32"]  # compared with the fp32 encoder below (auto may pick bf16)
     with pytest.raises(SystemExit) as done:
         main([*argv, "--device", "cpu"])
     assert done.value.code == 0

@@ -17,32 +17,85 @@ The public API::
     vjepa.export_hf("runs/x/export", "x-hf/")                  # a folder transformers' VJEPA2Model loads
 """
 
-from vjepa.checkpoint import (
-    CheckpointError,
-    Pretrained,
-    convert_official,
-    load_encoder,
-    load_pretrained,
-    save_pretrained,
-)
-from vjepa.extract import ExtractSpec, extract_features
-from vjepa.grid import TokenGrid
-from vjepa.interop.hf import load_hf
-from vjepa.interop.hf_export import export_hf
-from vjepa.models import (
-    MODEL_SIZES,
-    VJEPA2_MODELS,
-    EncoderConfig,
-    Predictor,
-    PredictorConfig,
-    VideoEncoder,
-    build_encoder,
-    build_predictor,
-)
-from vjepa.probe.attentive import AttentiveClassifier, AttentivePooler
-from vjepa.probe.checkpoint import load_probe, save_probe
-from vjepa.probe.config import EvalConfig, load_eval_config
-from vjepa.probe.loop import run_eval
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vjepa.checkpoint import (
+        CheckpointError,
+        Pretrained,
+        convert_official,
+        load_encoder,
+        load_pretrained,
+        save_pretrained,
+    )
+    from vjepa.extract import ExtractSpec, extract_features
+    from vjepa.grid import TokenGrid
+    from vjepa.interop.hf import load_hf
+    from vjepa.interop.hf_export import export_hf
+    from vjepa.models import (
+        MODEL_SIZES,
+        VJEPA2_MODELS,
+        EncoderConfig,
+        Predictor,
+        PredictorConfig,
+        VideoEncoder,
+        build_encoder,
+        build_predictor,
+    )
+    from vjepa.probe.attentive import AttentiveClassifier, AttentivePooler
+    from vjepa.probe.checkpoint import load_probe, save_probe
+    from vjepa.probe.config import EvalConfig, load_eval_config
+    from vjepa.probe.loop import run_eval
+
+# The public names and the modules that define them. They are imported on first use (PEP 562), so that
+# ``import vjepa`` (and the ``vjepa`` command) does not import torch: the command sets the OpenMP
+# environment first (see vjepa.threads).
+_EXPORTS = {
+    "vjepa.checkpoint": (
+        "CheckpointError",
+        "Pretrained",
+        "convert_official",
+        "load_encoder",
+        "load_pretrained",
+        "save_pretrained",
+    ),
+    "vjepa.extract": ("ExtractSpec", "extract_features"),
+    "vjepa.grid": ("TokenGrid",),
+    "vjepa.interop.hf": ("load_hf",),
+    "vjepa.interop.hf_export": ("export_hf",),
+    "vjepa.models": (
+        "MODEL_SIZES",
+        "VJEPA2_MODELS",
+        "EncoderConfig",
+        "Predictor",
+        "PredictorConfig",
+        "VideoEncoder",
+        "build_encoder",
+        "build_predictor",
+    ),
+    "vjepa.probe.attentive": ("AttentiveClassifier", "AttentivePooler"),
+    "vjepa.probe.checkpoint": ("load_probe", "save_probe"),
+    "vjepa.probe.config": ("EvalConfig", "load_eval_config"),
+    "vjepa.probe.loop": ("run_eval",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vjepa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
+
 
 __version__ = "0.1.0"
 

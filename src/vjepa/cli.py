@@ -8,6 +8,22 @@ import sys
 from collections.abc import Callable
 
 
+def _add_precision_and_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto (default): bf16 autocast where bf16 is native and faster (CUDA compute capability >= 8.0, "
+        "CPUs with AVX512-BF16 or AMX as torch uses them), fp32 elsewhere",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU intra-op threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)",
+    )
+
+
 def _add_models(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("models", help="list the named model sizes with parameter counts")
     p.add_argument("--frames", type=int, default=16, help="clip frames for the token count (default 16)")
@@ -124,6 +140,7 @@ def _add_encode(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    _add_precision_and_threads(p)
     p.set_defaults(func=_encode)
 
 
@@ -139,6 +156,8 @@ def _encode(args: argparse.Namespace) -> int:
         size=args.size,
         batch_size=args.batch_size,
         seed=args.seed,
+        precision=args.precision,
+        threads=args.threads,
     )
     return 0
 
@@ -281,7 +300,7 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--pooled", action="store_true", help="write the mean over tokens instead of every token")
     p.add_argument("--format", choices=["safetensors", "npy"], default="safetensors")
     p.add_argument("--batch-size", type=int, default=8, help="clips per encoder forward")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    _add_precision_and_threads(p)
     p.add_argument("--num-workers", type=int, default=0, help="decoding worker processes")
     p.add_argument("--num-heads", type=int, default=None, help="head count for unnamed official sizes")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -312,6 +331,7 @@ def _extract(args: argparse.Namespace) -> int:
         spec=spec,
         num_heads=args.num_heads,
         device=args.device,
+        threads=args.threads,
     )
     return 1 if report.failed else 0
 
@@ -336,7 +356,12 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--steps", type=int, default=None, help="pretraining steps per variant (overrides the budget)"
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU intra-op threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)",
+    )
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tiny data, few steps)")
     p.set_defaults(func=_demo)
 
@@ -404,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from vjepa.threads import set_thread_env_defaults
+
+    set_thread_env_defaults()  # before anything imports torch: OMP_WAIT_POLICY is read when torch loads
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

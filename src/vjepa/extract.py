@@ -44,7 +44,16 @@ from vjepa.errors import VjepaError, shown
 from vjepa.models.encoder import VideoEncoder
 from vjepa.probe.features import encoder_fingerprint
 from vjepa.progress import track
-from vjepa.runtime import Precision, Runtime, autocast, log, setup, teardown
+from vjepa.runtime import (
+    PrecisionChoice,
+    Runtime,
+    autocast,
+    log,
+    log_precision,
+    resolve_precision,
+    setup,
+    teardown,
+)
 
 InputKind = Literal["video", "image"]
 CropMode = Literal["center", "full"]
@@ -65,7 +74,7 @@ class ExtractSpec:
         pooled: write the mean over tokens instead of every token.
         format: ``safetensors`` or ``npy``.
         batch_size: clips per encoder forward.
-        precision: encoder autocast (``fp32`` or ``bf16``).
+        precision: ``auto`` (bf16 autocast where bf16 is native and faster, else fp32), ``fp32`` or ``bf16``.
         num_workers: decoding worker processes.
     """
 
@@ -78,7 +87,7 @@ class ExtractSpec:
     pooled: bool = False
     format: OutputFormat = "safetensors"
     batch_size: int = 8
-    precision: Precision = "fp32"
+    precision: PrecisionChoice = "auto"
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -222,11 +231,13 @@ class ExtractReport:
         written: output files, relative to the output folder.
         failed: ``{input file: reason}`` for inputs that could not be decoded.
         manifest: the manifest's path.
+        precision: the resolved precision and why (:meth:`vjepa.runtime.PrecisionDecision.as_dict`).
     """
 
     written: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     manifest: Path | None = None
+    precision: dict | None = None
 
 
 def extract_features(
@@ -257,7 +268,9 @@ def extract_features(
     out_dir = Path(out_dir)
     names = output_names(files)
     mine = list(range(runtime.rank, len(files), runtime.world_size))
-    report = ExtractReport()
+    decision = resolve_precision(spec.precision, device)
+    log_precision(runtime, decision)
+    report = ExtractReport(precision=decision.as_dict())
     items: list[_Item] = []
     windows_of: dict[int, int] = {}
     frame_indices: dict[int, np.ndarray] = {}  # [W, T] per video
@@ -292,7 +305,7 @@ def extract_features(
         feats: list[Tensor] = []
         if good:
             clips = torch.stack([c for _, c in good]).to(device)  # [b, 3, T, S, S]
-            with torch.no_grad(), autocast(spec.precision, device):
+            with torch.no_grad(), autocast(decision.precision, device):
                 tokens = encoder(clips)  # [b, N, D]
             tokens = tokens.float()
             feats = list((tokens.mean(dim=1) if spec.pooled else tokens).cpu())
@@ -373,6 +386,7 @@ def _write_manifest(
                 "tubelet_size": c.tubelet_size,
             },
             "spec": asdict(spec),
+            "precision": report.precision,
             "token_grid": {
                 "time": grid.depth,
                 "height": grid.height,
@@ -398,9 +412,11 @@ def run_extract(
     spec: ExtractSpec,
     num_heads: int | None = None,
     device: str = "auto",
+    threads: int | None = None,
 ) -> ExtractReport:
-    """``vjepa extract``: load the chosen encoder of ``checkpoint`` and extract ``inputs`` into ``out_dir``."""
-    runtime = setup(device)
+    """``vjepa extract``: load the chosen encoder of ``checkpoint`` and extract ``inputs`` into ``out_dir``
+    (``threads``: CPU intra-op threads, None for the default of :func:`vjepa.runtime.configure_threads`)."""
+    runtime = setup(device, threads)
     try:
         return _run_extract(inputs, out_dir, checkpoint, which, spec, num_heads, runtime)
     finally:

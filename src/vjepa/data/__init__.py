@@ -7,6 +7,8 @@ Modules (import from them directly; this package imports nothing so that importi
 - `sampling`: `ClipSpec` and the official clip index rule (pure).
 - `transforms`: `CropSpec`, `EvalViewSpec`, random resized crop / flip / normalization, evaluation views.
 - `datasets`: `VideoClipDataset`, `EvalVideoDataset`, `ImageDataset`, samples and `collate_samples`.
+- `clip_cache`: `ClipCache`, decoded videos on disk read back memory-mapped; `open_clip_cache` decides.
+- `clip_frames`: a draw's clip frames, decoded or from the clip cache (the same either way).
 - `synthetic`: the built-in procedural motion/appearance dataset.
 - `loader`: `DrawSampler`, `DataStream`, `make_loader` (workers, ranks, resume, failure accounting).
 - `draws`, `errors`: draw keys and per-draw seeding; bad-file errors, policy and tracker.

@@ -4,25 +4,30 @@ Each dataset is indexed by `DrawKey` (or a plain int) and seeds every random cho
 record whose file fails to decode (`VideoDecodeError`) is replaced by another record drawn from the same
 distribution with a generator of the same draw, at most `FailurePolicy.max_attempts` times; the failures are
 returned on the sample (`skipped`) so the loader can count them in the main process.
+
+The video datasets take an optional `ClipCache` (`vjepa.data.clip_cache`): whole videos are then decoded
+once and read back memory-mapped; the frames a draw selects, and so its clip, are the same with and without
+it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vjepa.data.decode import VideoReader, read_image
+from vjepa.data.clip_cache import ClipCache
+from vjepa.data.clip_frames import read_video_clips
+from vjepa.data.decode import read_image
 from vjepa.data.draws import LOAD_STREAM, REPLACE_STREAM, DrawKey, as_draw_key, draw_rng
 from vjepa.data.errors import (
     FailurePolicy,
     SkippedVideo,
     TooManyFailuresError,
     VideoDecodeError,
-    VideoTooShortError,
     format_failures,
 )
 from vjepa.data.index import MixedIndex, VideoRecord, mix_indexes
@@ -177,33 +182,6 @@ class _RobustDataset(Dataset):
         )
 
 
-def _read_clips(
-    reader: VideoReader, min_frames: int, sample_indices: Callable[[int], np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample indices for the container's frame count and decode them; if the container over-states its
-    frame count, re-sample once for the frames that really decode.
-
-    Returns:
-        (frames [num_clips, T, H, W, 3] uint8, indices [num_clips, T] int64)
-    """
-    num_frames = reader.num_frames
-    for attempt in range(2):
-        if num_frames < min_frames:
-            raise VideoTooShortError(
-                reader.path, f"{num_frames} frames < min_frames {min_frames}", num_frames
-            )
-        indices = sample_indices(num_frames)  # [C, T]
-        try:
-            frames = reader.read(indices.reshape(-1))  # [C*T, H, W, 3]
-        except VideoTooShortError as e:
-            if attempt == 1 or e.num_frames >= num_frames:
-                raise
-            num_frames = e.num_frames
-            continue
-        return frames.reshape(*indices.shape, *frames.shape[1:]), indices
-    raise AssertionError("unreachable")
-
-
 class VideoClipDataset(_RobustDataset):
     """Video clips for pretraining (or for training a probe, with `allow_overlap=True` and its own crop).
 
@@ -220,6 +198,7 @@ class VideoClipDataset(_RobustDataset):
         max_short_side: shrink frames during decoding so their short side is at most this (None: full size).
         decode_threads: decoder threads per worker.
         failure_policy: bound on replacements per draw.
+        clip_cache: decoded-video cache (None: decode every draw).
     """
 
     def __init__(
@@ -235,6 +214,7 @@ class VideoClipDataset(_RobustDataset):
         max_short_side: int | None = None,
         decode_threads: int = 1,
         failure_policy: FailurePolicy | None = None,
+        clip_cache: ClipCache | None = None,
     ) -> None:
         super().__init__(records, seed, failure_policy or FailurePolicy())
         self.clip_spec = clip
@@ -246,27 +226,43 @@ class VideoClipDataset(_RobustDataset):
         )
         self.max_short_side = max_short_side
         self.decode_threads = decode_threads
+        self.clip_cache = clip_cache
+
+    def read_frames(self, record: VideoRecord, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Sample the draw's windows and decode them (or read them from the clip cache).
+
+        Returns:
+            (frames [num_clips, T, H, W, 3] uint8, indices [num_clips, T] int64)
+        """
+
+        def sample(n: int, fps: float) -> np.ndarray:
+            return clip_indices(
+                n,
+                self.clip_spec,
+                fps=fps,
+                random_window=self.random_window,
+                allow_overlap=self.allow_overlap,
+                rng=rng,
+            )
+
+        return read_video_clips(
+            record.path,
+            max_short_side=self.max_short_side,
+            threads=self.decode_threads,
+            min_frames=self.min_frames,
+            sample_indices=sample,
+            cache=self.clip_cache,
+        )
+
+    def augment(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Random resized crop, flip and normalization of each clip: [C, T, H, W, 3] uint8 -> [C, 3, T, S, S]
+        float ([3, T, S, S] when num_clips is 1)."""
+        clips = torch.stack([train_transform(f, self.crop, rng)[0] for f in frames])  # [C, 3, T, S, S]
+        return clips[0] if self.clip_spec.num_clips == 1 else clips
 
     def _load(self, record: VideoRecord, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        with VideoReader(
-            record.path, max_short_side=self.max_short_side, threads=self.decode_threads
-        ) as reader:
-
-            def sample(n: int) -> np.ndarray:
-                return clip_indices(
-                    n,
-                    self.clip_spec,
-                    fps=reader.fps,
-                    random_window=self.random_window,
-                    allow_overlap=self.allow_overlap,
-                    rng=rng,
-                )
-
-            frames, indices = _read_clips(reader, self.min_frames, sample)
-        clips = torch.stack([train_transform(f, self.crop, rng)[0] for f in frames])  # [C, 3, T, S, S]
-        if self.clip_spec.num_clips == 1:
-            clips = clips[0]  # [3, T, S, S]
-        return clips, torch.from_numpy(indices)
+        frames, indices = self.read_frames(record, rng)
+        return self.augment(frames, rng), torch.from_numpy(indices)
 
     def __getitem__(self, key: DrawKey | int) -> ClipSample:
         k, clip, indices, index, skipped = self._resolve(key)
@@ -286,6 +282,7 @@ class EvalVideoDataset(_RobustDataset):
         max_short_side: shrink during decoding (None: full size).
         decode_threads: decoder threads per worker.
         failure_policy: bound on replacements per draw.
+        clip_cache: decoded-video cache (None: decode every sample).
     """
 
     def __init__(
@@ -299,6 +296,7 @@ class EvalVideoDataset(_RobustDataset):
         max_short_side: int | None = None,
         decode_threads: int = 1,
         failure_policy: FailurePolicy | None = None,
+        clip_cache: ClipCache | None = None,
     ) -> None:
         super().__init__(records, seed, failure_policy or FailurePolicy())
         self.clip_spec = clip
@@ -306,18 +304,20 @@ class EvalVideoDataset(_RobustDataset):
         self.min_frames = max(min_frames if min_frames is not None else 1, clip.num_clips)
         self.max_short_side = max_short_side
         self.decode_threads = decode_threads
+        self.clip_cache = clip_cache
 
     def _load(self, record: VideoRecord, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        with VideoReader(
-            record.path, max_short_side=self.max_short_side, threads=self.decode_threads
-        ) as reader:
+        def sample(n: int, fps: float) -> np.ndarray:
+            return clip_indices(n, self.clip_spec, fps=fps, random_window=False, allow_overlap=True)
 
-            def sample(n: int) -> np.ndarray:
-                return clip_indices(
-                    n, self.clip_spec, fps=reader.fps, random_window=False, allow_overlap=True
-                )
-
-            frames, indices = _read_clips(reader, self.min_frames, sample)
+        frames, indices = read_video_clips(
+            record.path,
+            max_short_side=self.max_short_side,
+            threads=self.decode_threads,
+            min_frames=self.min_frames,
+            sample_indices=sample,
+            cache=self.clip_cache,
+        )
         clips = torch.stack([eval_views(f, self.views) for f in frames])  # [C, V, 3, T, S, S]
         return clips, torch.from_numpy(indices)
 

@@ -65,7 +65,9 @@ def run_tasks(tasks: Sequence[Task], workers: int, what: str, threads_per_worker
             done(task.key, task.fn(*task.args))
         return results
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads_per_worker,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(threads_per_worker,)
+    ) as pool:
         pending: dict[Future, str] = {pool.submit(t.fn, *t.args): t.key for t in tasks}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -79,17 +79,7 @@ def fit_logistic(
     xs, xv, xt = prep(x), prep(selection[0]), prep(test[0])
     fits = []
     for wd in weight_decays:
-        weight = torch.zeros(xs.shape[1], num_classes, requires_grad=True)
-        bias = torch.zeros(num_classes, requires_grad=True)
-        opt = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
-
-        def closure() -> Tensor:
-            opt.zero_grad()
-            loss = F.cross_entropy(xs @ weight + bias, y) + 0.5 * wd * weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        weight, bias = _fit_one(xs, y, num_classes, wd, max_iter)
         with torch.no_grad():
             fits.append(
                 LinearFit(
@@ -101,3 +91,21 @@ def fit_logistic(
             )
     best = max(fits, key=lambda f: (f.selection, -f.weight_decay))
     return best, fits
+
+
+def _fit_one(
+    x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int
+) -> tuple[Tensor, Tensor]:
+    """Multinomial logistic regression with an L2 penalty, to convergence with full-batch L-BFGS."""
+    weight = torch.zeros(x.shape[1], num_classes, requires_grad=True)  # [F, C]
+    bias = torch.zeros(num_classes, requires_grad=True)  # [C]
+    opt = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ weight + bias, y) + 0.5 * weight_decay * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return weight.detach(), bias.detach()

@@ -17,6 +17,7 @@ from typing import Literal
 
 from vjepa.config import ConfigError, InvalidValue, check_range, load_config
 from vjepa.masks.multiblock import PAPER_SETTINGS, MultiBlockSetting
+from vjepa.runtime import PrecisionChoice
 
 DataSource = Literal["synthetic", "csv"]
 MaskKindName = Literal["multiblock", "random_tube", "causal"]
@@ -26,7 +27,6 @@ TeacherKind = Literal["ema", "frozen", "online"]
 RegularizerKind = Literal["none", "vc", "sigreg"]
 RegularizedPart = Literal["context", "pooled", "predictions"]
 TeacherWeights = Literal["target_encoder", "encoder"]
-PrecisionName = Literal["fp32", "bf16"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 MetricsFormat = Literal["jsonl", "csv"]
 LRScheduleName = Literal["warmup_cosine", "linear_decay", "wsd"]
@@ -59,6 +59,13 @@ class DataConfig:
         synthetic_videos: number of videos of the ``synthetic`` source.
         synthetic_size: frame side in pixels of the ``synthetic`` videos.
         synthetic_frames: frames per ``synthetic`` video.
+        clip_cache: decoded-video cache of the ``csv`` source (:mod:`vjepa.data.clip_cache`): ``auto`` uses it
+            when the dataset's decoded size fits ``clip_cache_max_gb``, half the RAM and the free disk; ``true``
+            caches up to the budget; ``false`` decodes every draw. Augmentation stays random per draw, and
+            clips are identical either way.
+        clip_cache_dir: the cache folder (None: ``$VJEPA_CACHE_DIR/clips``, else ``~/.cache/vjepa/clips``);
+            entries are keyed by file content and decode settings, so runs and datasets can share it.
+        clip_cache_max_gb: the cache folder's size limit (GB).
     """
 
     source: DataSource = "csv"
@@ -76,6 +83,9 @@ class DataConfig:
     synthetic_videos: int = 256
     synthetic_size: int = 64
     synthetic_frames: int = 16
+    clip_cache: Literal["auto"] | bool = "auto"
+    clip_cache_dir: str | None = None
+    clip_cache_max_gb: float = 8.0
 
     def __post_init__(self) -> None:
         _positive(self, "batch_size", "num_frames", "frame_step", "crop_size", "synthetic_videos")
@@ -89,6 +99,7 @@ class DataConfig:
         check_range(self, "random_resize_scale", low=0, high=1, low_open=True)
         check_range(self, "random_resize_aspect_ratio", low=0, low_open=True)
         check_range(self, "dataset_weights", low=0, optional=True)
+        check_range(self, "clip_cache_max_gb", low=0, low_open=True)
         for name in ("random_resize_scale", "random_resize_aspect_ratio"):
             if getattr(self, name)[0] > getattr(self, name)[1]:
                 raise InvalidValue(
@@ -389,8 +400,11 @@ class RuntimeConfig:
 
     Args:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        precision: ``bf16`` autocast (CUDA and CPU, no GradScaler) or ``fp32``.
-        threads: CPU intra-op threads per process (None: torch's default).
+        precision: ``auto`` (bf16 autocast where bf16 is native and faster: CUDA compute capability >= 8.0,
+            CPUs with AVX512-BF16 or AMX as torch uses them; fp32 elsewhere), ``bf16`` or ``fp32``; see
+            :func:`vjepa.runtime.resolve_precision`.
+        threads: CPU intra-op threads per process (None: ``OMP_NUM_THREADS`` if set, else the CPUs this
+            process may use; see :func:`vjepa.runtime.configure_threads`).
         seed: run seed (model init, data order, augmentations, masks).
         activation_checkpointing: recompute block activations in the backward pass (less memory).
         compile: ``torch.compile`` the encoders and the predictor.
@@ -401,7 +415,7 @@ class RuntimeConfig:
     """
 
     device: DeviceChoice = "auto"
-    precision: PrecisionName = "bf16"
+    precision: PrecisionChoice = "auto"
     threads: int | None = None
     seed: int = 234
     activation_checkpointing: bool = False
@@ -466,6 +480,7 @@ RESUMABLE_CHANGES = (
     "runtime.device",
     "data.num_workers",
     "data.datasets",
+    "data.clip_cache",
 )
 
 

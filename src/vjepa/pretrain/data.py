@@ -12,10 +12,11 @@ import torch
 from torch.utils.data import Dataset
 
 from vjepa.config import ConfigError
+from vjepa.data.clip_cache import open_clip_cache
 from vjepa.data.datasets import ClipSample, VideoClipDataset
 from vjepa.data.draws import LOAD_STREAM, DrawKey, as_draw_key, draw_rng
 from vjepa.data.index import load_mixed_index
-from vjepa.data.loader import DataStream, make_loader
+from vjepa.data.loader import DataStream, dist_rank_and_world_size, make_loader
 from vjepa.data.sampling import ClipSpec, train_clip_indices
 from vjepa.data.synthetic import SyntheticSpec, SyntheticVideos, generate_videos
 from vjepa.data.transforms import CropSpec, max_useful_short_side, train_transform
@@ -23,6 +24,7 @@ from vjepa.grid import TokenGrid
 from vjepa.masks import MaskCollator, make_mask_generators
 from vjepa.masks.base import MaskGenerator
 from vjepa.pretrain.config import DataConfig, MasksConfig, PretrainConfig
+from vjepa.runtime import log
 
 
 class SyntheticClipDataset(Dataset):
@@ -94,7 +96,17 @@ def build_dataset(data: DataConfig, seed: int) -> Dataset:
     keys = [f"data.datasets[{i}]" for i in range(len(data.datasets))]
     index = load_mixed_index(data.datasets, data.dataset_weights, keys=keys)
     shrink = max_useful_short_side(crop) if data.max_short_side == "auto" else data.max_short_side
-    return VideoClipDataset(index, clip, crop, seed=seed, max_short_side=shrink)
+    paths = [r.path for r in index.records]
+    cache = open_clip_cache(
+        data.clip_cache,
+        paths,
+        shrink,
+        cache_dir=data.clip_cache_dir,
+        max_gb=data.clip_cache_max_gb,
+    )
+    if dist_rank_and_world_size()[0] == 0:
+        log(None, f"clip cache: {cache.reason}")
+    return VideoClipDataset(index, clip, crop, seed=seed, max_short_side=shrink, clip_cache=cache.cache)
 
 
 def build_mask_generators(masks: MasksConfig, grid: TokenGrid) -> list[MaskGenerator]:

@@ -66,7 +66,19 @@ from vjepa.pretrain.state import (
 )
 from vjepa.pretrain.warm_start import warm_start
 from vjepa.progress import Progress, hms
-from vjepa.runtime import Precision, Runtime, autocast, log, seed_everything, setup, teardown
+from vjepa.runtime import (
+    Precision,
+    PrecisionDecision,
+    Runtime,
+    autocast,
+    log,
+    record_run_environment,
+    resolve_precision,
+    seed_everything,
+    setup,
+    teardown,
+)
+from vjepa.threads import StepTimeWatch
 
 
 class TrainingDiverged(RuntimeError):
@@ -144,6 +156,7 @@ class FitResult:
         end_step: optimizer steps completed at the end.
         last_loss: loss of the last step (NaN when no step ran).
         checkpoint: the latest checkpoint.
+        precision: the precision the session ran and why (also in ``runtime.json``).
     """
 
     run_dir: Path
@@ -151,6 +164,7 @@ class FitResult:
     end_step: int
     last_loss: float
     checkpoint: Path | None
+    precision: PrecisionDecision | None = None
 
 
 # ------------------------------------------------------------------------------------------------- build
@@ -385,16 +399,20 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
         _start_writing(config, run, start_step, runtime)
 
     model = wrap_for_training(objective, runtime)
+    decision = resolve_precision(config.runtime.precision, runtime.device)
+    record_run_environment(run.path, runtime, decision, start_step)
     trainer = Trainer(
         objective,
         model,
         optimizer,
         Schedules(config.optimization),
-        config.runtime.precision,
+        decision.precision,
         runtime,
         sharding,
     )
-    return _train(config, run, trainer, stream, start_step, last_loss)
+    result = _train(config, run, trainer, stream, start_step, last_loss)
+    result.precision = decision
+    return result
 
 
 def _start_writing(config: PretrainConfig, run: RunDir, start_step: int, runtime: Runtime) -> None:
@@ -433,17 +451,19 @@ def _train(
         leave=True,
     )
     monitor = CollapseMonitor()
-    _warn_slow_ema(config, trainer, total)
+    _warn_slow_ema(trainer, total, progress)
     latest = run.checkpoint
     batches = stream.batches()
     step, result = start_step, None
     window_start, window_steps = time.perf_counter(), 0
+    watch = StepTimeWatch(runtime.threads) if runtime.device.type == "cpu" else None
     trainer.objective.train()
     try:
         while step < total:
             micro = [
                 next(batches).to(runtime.device, non_blocking=True) for _ in range(opt.accumulation_steps)
             ]
+            step_start = time.perf_counter()
             try:
                 result = train_step(trainer, micro, step)
             except TrainingDiverged as err:
@@ -453,6 +473,9 @@ def _train(
                     else "none was written yet"
                 )
                 raise TrainingDiverged(f"{err}; the run stopped. The last good checkpoint: {where}") from None
+            swing = watch.observe(time.perf_counter() - step_start) if watch is not None else None
+            if swing is not None:
+                progress.write(f"WARNING step {step}: {swing}", err=True)
             monitor.observe(result.output.pooled_targets)
             window_steps += 1
             elapsed = time.perf_counter() - window_start
@@ -501,18 +524,17 @@ INIT_SHARE_WARN = 0.25
 """Warn at start when the EMA target would still hold more than this share of its initial weights at the end."""
 
 
-def _warn_slow_ema(config: PretrainConfig, trainer: Trainer, total: int) -> None:
+def _warn_slow_ema(trainer: Trainer, total: int, progress: Progress) -> None:
     if trainer.objective.target_encoder is None or trainer.objective.teacher != "ema":
         return
     share = trainer.schedules.initial_weight_share(total)
     if share > INIT_SHARE_WARN:
-        _message(
-            trainer.runtime,
-            None,
+        progress.write(
             f"WARNING: with EMA momentum from {trainer.schedules.start_momentum:.4f} over {total} steps the target "
             f"encoder will still be {share:.0%} its initial weights at the end of this run; for a short run set "
             "optimization.ema_horizon (e.g. 0.05: the EMA's time constant as a fraction of the run) or lower "
             "optimization.ema[0]",
+            err=True,
         )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from vjepa.checkpoint import EncoderKey
 from vjepa.config import InvalidValue, check_range
+from vjepa.runtime import PrecisionChoice
 
 if TYPE_CHECKING:
     from vjepa.probe.checkpoint import ProbeArch
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 Readout = Literal["attentive", "linear", "knn"]
 DataKind = Literal["video", "image"]
 SegmentMode = Literal["concat", "separate"]
-EvalPrecision = Literal["auto", "fp32", "bf16"]
 
 
 def _positive(owner: object, names: tuple[str, ...]) -> None:
@@ -278,8 +278,9 @@ class EvalConfig:
         output_dir: where metrics, plots, probes and the resolved config go (must not hold a finished run).
         seed: seeds probe init, batch order and label subsets.
         device: ``auto`` | ``cpu`` | ``cuda``.
-        precision: ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast for encoder and probe).
-        threads: CPU threads (null: torch's default).
+        precision: ``auto`` (bf16 autocast where bf16 is native and faster, fp32 elsewhere; see
+            :func:`vjepa.runtime.resolve_precision`), ``fp32`` or ``bf16`` (autocast for encoder and probe).
+        threads: CPU threads (null: ``OMP_NUM_THREADS`` if set, else the CPUs this process may use).
     """
 
     encoder: EncoderSection = field(default_factory=EncoderSection)
@@ -292,7 +293,7 @@ class EvalConfig:
     output_dir: str = "runs/eval"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: EvalPrecision = "auto"
+    precision: PrecisionChoice = "auto"
     threads: int | None = None
 
     def __post_init__(self) -> None:

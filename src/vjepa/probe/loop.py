@@ -34,7 +34,7 @@ from vjepa.probe.features import encoder_fingerprint
 from vjepa.probe.readouts import Fitted, ReadoutContext, fill_selection, fit_readout
 from vjepa.probe.report import TRAINED_RULE, build_report, check_trained, summary_lines, write_outputs
 from vjepa.probe.sources import FeatureSource, SubsetSource
-from vjepa.runtime import Precision, Runtime, log, setup, teardown
+from vjepa.runtime import Runtime, log, log_precision, resolve_precision, setup, teardown
 
 
 def frozen_encoder(cfg: EvalConfig, device: torch.device) -> tuple[VideoEncoder, dict[str, Any]]:
@@ -58,12 +58,6 @@ def frozen_encoder(cfg: EvalConfig, device: torch.device) -> tuple[VideoEncoder,
     encoder.eval().requires_grad_(False).to(device)
     info["fingerprint"] = encoder_fingerprint(encoder)
     return encoder, info
-
-
-def resolve_precision(precision: str, device: torch.device) -> Precision:
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision  # type: ignore[return-value]
 
 
 def run_eval(cfg: EvalConfig, source: str = "config") -> dict[str, Any]:
@@ -92,7 +86,9 @@ def _run_eval(cfg: EvalConfig, runtime: Runtime) -> dict[str, Any]:
         )
     data = load_probe_data(cfg)  # labels are checked before any feature is computed
     cfg = resolved_config(cfg, data)
-    precision = resolve_precision(cfg.precision, runtime.device)
+    decision = resolve_precision(cfg.precision, runtime.device)
+    log_precision(runtime, decision)
+    precision = decision.precision
     if runtime.is_main:
         save_config(cfg, out / "config.yaml")
     for warning in data.warnings:
@@ -117,6 +113,7 @@ def _run_eval(cfg: EvalConfig, runtime: Runtime) -> dict[str, Any]:
         )
         fitted.append(fit_readout(ctx, fraction, subset))
     report = score_and_report(cfg, data, fitted, sources["val"], encoder_info, selection_samples, runtime)
+    report["precision"] = decision.as_dict()
     if runtime.is_main:
         write_outputs(out, report, fitted, arch, data.class_names)
         for line in summary_lines(report["selected"], report["results"], report["protocol"]):
