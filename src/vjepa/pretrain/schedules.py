@@ -168,7 +168,7 @@ class Schedules:
     def initial_weight_share(self, steps: int) -> float:
         """The weight of the initial parameters in the EMA target after ``steps`` updates: the product of the
         momenta (the target is ``prod(m) * theta_0 + sum_k c_k * theta_k``). The paper's schedule brings it to
-        ~0 within its first few thousand steps; 0.998 over a 220-step run (ipe_scale 1.25) leaves 0.78."""
+        ~0 within its first few thousand steps; 0.998 over a 220-step run (ipe_scale 1.25) leaves 0.77."""
         return math.exp(sum(math.log(max(self.momentum(k), 1e-300)) for k in range(steps)))
 
     def clipping(self, step: int) -> bool:
