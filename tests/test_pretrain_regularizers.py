@@ -19,7 +19,13 @@ from vjepa.models import EncoderConfig, VideoEncoder, build_predictor
 from vjepa.pretrain.config import RegularizerConfig
 from vjepa.pretrain.loop import pretrain, train_step
 from vjepa.pretrain.objective import JEPAObjective
-from vjepa.pretrain.regularizers import epps_pulley, regularization_terms, sigreg, variance_covariance
+from vjepa.pretrain.regularizers import (
+    centred_by_position,
+    epps_pulley,
+    regularization_terms,
+    sigreg,
+    variance_covariance,
+)
 
 
 def direct_epps_pulley(x: np.ndarray, t_max: float = 5.0, knots: int = 17) -> np.ndarray:
@@ -108,6 +114,35 @@ def test_terms_cover_each_part_and_none_adds_nothing():
     expected = 2.0 * variance_covariance(pooled).variance
     got = regularization_terms(RegularizerConfig("vc", "pooled", 2.0, 0.5), contexts, predictions, 0)
     torch.testing.assert_close(got["reg_variance"], expected)
+
+
+def test_position_only_tokens_cannot_satisfy_the_centred_regularisers():
+    torch.manual_seed(0)
+    table = torch.randn(16, 8) * 3  # a position embedding: every clip maps to it (collapse)
+    index = torch.stack([torch.randperm(16)[:10] for _ in range(32)])  # [B, K] each clip's visible tokens
+    collapsed = table[index]  # [B, K, D]
+    z = centred_by_position(collapsed, index, 16)
+    assert torch.allclose(z, torch.zeros_like(z), atol=1e-5)  # nothing left once positions are removed
+    spec = RegularizerConfig("vc", "context", 1.0, 0.0)
+    centred = regularization_terms(spec, [collapsed], [collapsed], 0, [(index, index)], 16)
+    plain = regularization_terms(spec, [collapsed], [collapsed], 0)
+    assert centred["reg_variance"] > 0.98 and plain["reg_variance"] < 0.01  # the loophole is closed
+    # content that varies across clips at each position passes
+    varied = collapsed + 2 * torch.randn_like(collapsed)
+    ok = regularization_terms(spec, [varied], [varied], 0, [(index, index)], 16)
+    assert ok["reg_variance"] < 0.05
+
+
+def test_centring_uses_the_unbiased_within_position_variance():
+    torch.manual_seed(1)
+    index = torch.tensor([[0, 1], [0, 2], [0, 1], [3, 2]])  # position 3 seen once: dropped
+    tokens = torch.randn(4, 2, 3, dtype=torch.float64)
+    z = centred_by_position(tokens, index, 4)
+    assert z.shape == (7, 3)
+    at0 = tokens[:, 0][index[:, 0] == 0]  # the three tokens at position 0
+    expected = (at0 - at0.mean(0)) * math.sqrt(3 / 2)
+    kept = index.reshape(-1)[index.reshape(-1) != 3]  # the positions of z's rows, in order
+    torch.testing.assert_close(z[kept == 0], expected)
 
 
 def _objective(**kwargs) -> JEPAObjective:

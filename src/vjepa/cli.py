@@ -182,6 +182,16 @@ def _add_make_data(commands: argparse._SubParsersAction) -> None:
         default=1,
         help="the object moves every HOLD frames (2: no motion inside a tubelet)",
     )
+    synthetic.add_argument(
+        "--objects", type=int, default=1, help="objects per video, moving together (default 1)"
+    )
+    synthetic.add_argument(
+        "--speeds",
+        type=int,
+        nargs="+",
+        default=[3, 4],
+        help="speeds in pixels per frame, one drawn per video",
+    )
     synthetic.add_argument("--overwrite", action="store_true", help="allow a non-empty OUT_DIR")
     synthetic.set_defaults(func=_make_synthetic)
 
@@ -189,7 +199,14 @@ def _add_make_data(commands: argparse._SubParsersAction) -> None:
 def _make_synthetic(args: argparse.Namespace) -> int:
     from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 
-    spec = SyntheticSpec(num_frames=args.frames, size=args.size, object_size=args.object_size, hold=args.hold)
+    spec = SyntheticSpec(
+        num_frames=args.frames,
+        size=args.size,
+        object_size=args.object_size,
+        hold=args.hold,
+        num_objects=args.objects,
+        speeds=tuple(args.speeds),
+    )
     files = write_synthetic_dataset(
         args.out_dir,
         seed=args.seed,

@@ -163,6 +163,10 @@ class ModelConfig:
         name: encoder size (``vit_tiny`` .. ``vit_gigantic``) or V-JEPA 2 model (``vjepa2_vit_large`` ..
             ``vjepa2_vit_giant``); see ``vjepa models``.
         positions: ``sincos`` (V-JEPA) or ``rope`` (V-JEPA 2); None: the name's (``rope`` for ``vjepa2_*``).
+        embed_dim: encoder width (None: the size's); with ``depth`` and ``num_heads``, a ViT smaller than the
+            named sizes, e.g. the demo's 64-wide, 4-deep encoder.
+        depth: encoder blocks (None: the size's).
+        num_heads: encoder heads (None: the size's).
         patch_size: spatial patch side (None: the size's default, 16).
         tubelet_size: frames per tubelet.
         uniform_power: position-table layout (True in every released model).
@@ -180,6 +184,9 @@ class ModelConfig:
 
     name: str = "vit_large"
     positions: PositionsName | None = None
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
     patch_size: int | None = None
     tubelet_size: int = 2
     uniform_power: bool = True
@@ -195,7 +202,9 @@ class ModelConfig:
 
         self.name = canonical_name(self.name)
         _positive(self, "tubelet_size", "pred_depth", "pred_embed_dim")
-        check_range(self, "patch_size", "pred_num_heads", low=1, optional=True)
+        check_range(
+            self, "patch_size", "pred_num_heads", "embed_dim", "depth", "num_heads", low=1, optional=True
+        )
 
 
 @dataclass
@@ -298,8 +307,9 @@ class RegularizerConfig:
         kind: ``none``; ``vc`` (variance-covariance, VICReg / VJ-VCR); ``sigreg`` (LeJEPA's sketched isotropic
             Gaussian regulariser).
         on: which embeddings it constrains: ``context`` (the context encoder's output tokens of every mask
-            setting, each token a sample), ``pooled`` (those tokens averaged per clip and mask setting, each
-            clip a sample) or ``predictions`` (the predictor's outputs, each predicted token a sample).
+            setting, each token a sample, centred per token position), ``pooled`` (those tokens averaged per
+            clip and mask setting, each clip a sample) or ``predictions`` (the predictor's outputs, each
+            predicted token a sample, centred per position).
         weight: weight of the variance term (``vc``) or of the statistic (``sigreg``).
         cov_weight: weight of the covariance term (``vc`` only).
         gamma: the std every dimension should reach (``vc`` only).
@@ -461,7 +471,12 @@ def _check_clip_fits_model(data: DataConfig, model: ModelConfig) -> None:
             "data.crop_size",
             f"({data.crop_size}) must be a multiple of the patch size ({patch}, model.patch_size)",
         )
-    heads = model.pred_num_heads or size.num_heads
+    width, enc_heads = model.embed_dim or size.embed_dim, model.num_heads or size.num_heads
+    if width % enc_heads:
+        raise InvalidValue(
+            "model.embed_dim", f"({width}) must be a multiple of the encoder's head count ({enc_heads})"
+        )
+    heads = model.pred_num_heads or model.num_heads or size.num_heads
     if model.pred_embed_dim % heads:
         raise InvalidValue(
             "model.pred_embed_dim",

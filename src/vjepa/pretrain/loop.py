@@ -182,6 +182,9 @@ def build_objective(config: PretrainConfig) -> JEPAObjective:
         tubelet_size=m.tubelet_size,
         uniform_power=m.uniform_power,
         positions=m.positions,
+        num_heads=m.num_heads,
+        embed_dim=m.embed_dim,
+        depth=m.depth,
     )
     predictor = build_predictor(
         encoder,

@@ -146,7 +146,10 @@ class JEPAObjective(nn.Module):
             self.predictor(z, m.context, m.target, mask_index=i, grid=grid)
             for i, (z, m) in enumerate(zip(contexts, masks, strict=True))
         ]  # each [B, K_tgt, D]
-        terms = regularization_terms(self.regularizer, contexts, predictions, seed=step)
+        positions = [(m.context, m.target) for m in masks]
+        terms = regularization_terms(
+            self.regularizer, contexts, predictions, step, positions, grid.num_tokens
+        )
         if self.pixel_head is not None:
             predictions = [self.pixel_head(p) for p in predictions]  # each [B, K_tgt, t*p*p*C]
         mask_losses = [

@@ -13,6 +13,12 @@ published regularisers counter that by asking the embeddings of a batch to stay 
   function), integrated over ``t in [-t_max, t_max]`` with the trapezoid rule; the loss is the mean over
   directions. Its minimum is an isotropic Gaussian embedding, which cannot collapse.
 
+Token embeddings (``on: context`` or ``predictions``) are first centred per token position: each token minus
+the mean of the batch's tokens at the same position (scaled to an unbiased per-position variance; positions
+seen once are left out). Without it a position embedding alone would satisfy both regularisers, since tokens at
+different positions differ even when every clip maps to the same features: the very collapse they are there
+to stop. Clip embeddings (``on: pooled``) are used as they are.
+
 Both are computed over the embeddings of the whole (global) batch: under torch.distributed the sums they
 need are all-reduced with gradient (``torch.distributed.nn.functional.all_reduce``), so a 2-rank run computes
 the same value as one process on the concatenated batch.
@@ -148,8 +154,37 @@ def sigreg(z: Tensor, slices: int = 256, seed: int = 0, t_max: float = 5.0, knot
     return epps_pulley(z @ directions, t_max, knots).mean()
 
 
+def centred_by_position(tokens: Tensor, index: Tensor, num_positions: int) -> Tensor:
+    """Tokens minus the batch mean at their position, scaled by ``sqrt(n / (n - 1))`` (n tokens at that
+    position in the global batch), so their variance is the unbiased within-position variance; tokens at
+    positions seen only once are dropped.
+
+    Args:
+        tokens: ``[B, K, D]``.
+        index: ``[B, K]`` each token's position in ``[0, num_positions)``.
+        num_positions: N.
+
+    Returns:
+        ``[M, D]`` with M <= B * K.
+    """
+    flat = _at_least_fp32(tokens.reshape(-1, tokens.shape[-1]))  # [B*K, D]
+    idx = index.reshape(-1)
+    sums = _all_reduce_sum(flat.new_zeros(num_positions, flat.shape[1]).index_add(0, idx, flat))  # [N, D]
+    with torch.no_grad():
+        counts = _all_reduce_sum(flat.new_zeros(num_positions).index_add(0, idx, flat.new_ones(len(idx))))
+    n = counts[idx]  # [B*K]
+    keep = n > 1
+    centred = (flat - sums[idx] / n.clamp_min(1)[:, None]) * torch.sqrt(n / (n - 1).clamp_min(1))[:, None]
+    return centred[keep]
+
+
 def regularization_terms(
-    spec: RegularizerConfig, contexts: Sequence[Tensor], predictions: Sequence[Tensor], seed: int
+    spec: RegularizerConfig,
+    contexts: Sequence[Tensor],
+    predictions: Sequence[Tensor],
+    seed: int,
+    positions: Sequence[tuple[Tensor, Tensor]] | None = None,
+    num_positions: int | None = None,
 ) -> dict[str, Tensor]:
     """The weighted terms ``spec`` adds to the loss, by name (empty for ``none``).
 
@@ -159,6 +194,9 @@ def regularization_terms(
         predictions: the predictor's outputs, one ``[B, K_tgt, D]`` per mask setting.
         seed: seeds SIGReg's random directions (the loop passes the step, so they change every step and
             are the same on every rank and after a resume).
+        positions: per mask setting, the ``(context [B, K_ctx], target [B, K_tgt])`` token indices; with
+            ``num_positions``, token embeddings are centred per position (see the module docstring).
+        num_positions: tokens per clip N.
 
     Returns:
         ``reg_variance`` and ``reg_covariance`` (``vc``) or ``reg_sigreg`` (``sigreg``), each already
@@ -166,12 +204,19 @@ def regularization_terms(
     """
     if spec.kind == "none":
         return {}
-    if spec.on == "context":
-        z = torch.cat([c.reshape(-1, c.shape[-1]) for c in contexts])  # [sum B*K_ctx, D]
-    elif spec.on == "pooled":
+    if spec.on == "pooled":
         z = torch.cat([c.mean(dim=1) for c in contexts])  # [settings * B, D]
     else:
-        z = torch.cat([p.reshape(-1, p.shape[-1]) for p in predictions])  # [sum B*K_tgt, D]
+        tokens = contexts if spec.on == "context" else predictions
+        which = 0 if spec.on == "context" else 1
+        if positions is not None and num_positions is not None:
+            parts = [
+                centred_by_position(t, p[which], num_positions)
+                for t, p in zip(tokens, positions, strict=True)
+            ]
+        else:
+            parts = [t.reshape(-1, t.shape[-1]) for t in tokens]
+        z = torch.cat(parts)  # [M, D]
     if spec.kind == "vc":
         vc = variance_covariance(z, gamma=spec.gamma)
         return {"reg_variance": spec.weight * vc.variance, "reg_covariance": spec.cov_weight * vc.covariance}
