@@ -225,6 +225,16 @@ def build_teacher(config: PretrainConfig, encoder: VideoEncoder) -> VideoEncoder
     return teacher
 
 
+def export_initial(config: PretrainConfig, out_dir: str | Path) -> Path:
+    """Export the encoder a run of ``config`` starts from (seeded and built exactly as :func:`fit` does), in
+    the format of a run's ``export/``: the random-init baseline of an ablation, bit-identical to the
+    initial weights of every run of the same model config and ``runtime.seed``."""
+    seed_everything(config.runtime.seed)
+    encoder = build_objective(config).encoder
+    meta = {"steps": 0, "model": config.model.name, "initial": True}
+    return save_pretrained(out_dir, {"encoder": encoder}, encoder.config, meta=meta)
+
+
 def model_parts(objective: JEPAObjective) -> dict[str, nn.Module | None]:
     """The modules a checkpoint holds, by name."""
     return {
