@@ -234,3 +234,31 @@ def test_a_few_training_steps_log_finite_terms(tmp_path, overrides):
     pretrain(config, tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows and all(k in rows[-1] for k in result.terms) and "loss_prediction" in rows[-1]
+
+
+def test_salt_recipes_chain_a_pixel_teacher_into_a_frozen_student(tmp_path):
+    """The shipped SALT stages: stage 1 (pixel targets) exports an encoder; stage 2 loads it as its frozen
+    teacher, which no training step moves, and exports only what it trained."""
+    from vjepa.checkpoint import load_pretrained
+    from vjepa.pretrain.config import load_run_config
+
+    small = [
+        "data.synthetic_videos=8", "data.synthetic_size=32", "data.crop_size=32", "data.synthetic_frames=4",
+        "data.num_frames=4", "data.batch_size=2", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
+        "model.pred_embed_dim=16", "model.pred_depth=1", "optimization.epochs=1", "optimization.ipe=2",
+        "optimization.warmup=0", "runtime.precision=fp32", "logging.tensorboard=false",
+    ]  # fmt: skip
+    config, run = load_run_config("tiny_cpu_salt_pixels", small, tmp_path / "pixels", False)
+    assert config.objective.target == "pixels"
+    pretrain(config, run)
+    teacher = load_pretrained(run / "export").encoder("encoder").state_dict()
+    student_set = [*small, f"objective.teacher_checkpoint={run / 'export'}"]
+    config, run = load_run_config("tiny_cpu_salt_student", student_set, tmp_path / "student", False)
+    assert config.objective.teacher == "frozen"
+    trainer, batches = make_trainer(config)
+    train_step(trainer, [next(batches)], 0)
+    target = trainer.objective.target_encoder.state_dict()
+    assert all(torch.equal(target[k], teacher[k]) for k in teacher)
+    pretrain(config, run)
+    exported = load_pretrained(run / "export")
+    assert "target_encoder" not in exported.models and exported.meta["teacher"] == "frozen"

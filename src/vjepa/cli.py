@@ -384,7 +384,15 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the variance-covariance and SIGReg variants (saves 40%% of the pretraining)",
     )
-    p.add_argument("--quick", action="store_true", help="a smoke run of about a minute (tiny data, few steps)")
+    p.add_argument(
+        "--all-objectives",
+        action="store_true",
+        help="also pretrain LeJEPA (online targets + SIGReg, no EMA) and SALT (a student of the frozen "
+        "pixel-target run; it pretrains after it)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run of about a minute (tiny data, few steps)"
+    )
     p.set_defaults(func=_demo)
 
 
@@ -395,7 +403,7 @@ def _demo(args: argparse.Namespace) -> int:
     from vjepa.demo.run import run_demo
 
     cfg = DemoConfig.quick_config(args.out) if args.quick else DemoConfig(out_dir=args.out)
-    changes: dict = {"objectives": not args.no_objectives}
+    changes: dict = {"objectives": not args.no_objectives, "extra_objectives": args.all_objectives}
     if args.budget_minutes is not None:  # size the pretraining from a measured step time instead
         changes.update(budget_minutes=args.budget_minutes, pretrain_steps=None)
     if args.steps is not None:

@@ -54,8 +54,11 @@ class DemoConfig:
             usable CPUs, at most 4.
         objectives: also pretrain the anti-collapse objectives (variance-covariance and SIGReg) at the same
             compute.
+        extra_objectives: also pretrain LeJEPA (online targets + SIGReg, no EMA) and SALT (a student of the
+            frozen pixel-target run of its seed); with ``objectives``.
         probe_epochs: epochs of every probe head (the probe library's grid and selection rule).
         probe_min_steps: lower bound on a probe's optimizer steps (the probe library's rule).
+        probe_batch_size: probe training batch.
     """
 
     out_dir: str = "runs/demo"
@@ -82,8 +85,10 @@ class DemoConfig:
     low_label_fraction: float = 0.1
     workers: int | None = None
     objectives: bool = True
+    extra_objectives: bool = False
     probe_epochs: int = 20
     probe_min_steps: int = 500
+    probe_batch_size: int = 32
     quick: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -144,6 +149,9 @@ class Variant:
         probed: which encoder of its export the probes read: the EMA ``target_encoder`` (what the paper
             evaluates) or the ``encoder`` (variants without an EMA teacher).
         objective: an anti-collapse objective (run only with ``DemoConfig.objectives``).
+        extra: run only with ``DemoConfig.extra_objectives`` (``vjepa demo --all-objectives``).
+        teacher_from: the variant whose export (same seed) is this one's frozen teacher (SALT's stage 2); it
+            pretrains after that one.
     """
 
     key: str
@@ -151,6 +159,8 @@ class Variant:
     overrides: tuple[str, ...]
     probed: Literal["target_encoder", "encoder"] = "target_encoder"
     objective: bool = False
+    extra: bool = False
+    teacher_from: str | None = None
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -173,13 +183,38 @@ VARIANTS: tuple[Variant, ...] = (
     ),
     Variant("pixels", "pixel targets (VideoMAE-style)", ("objective.target=pixels",), probed="encoder"),
     Variant("random_tube", "random-tube masking (90%)", ("masks.kind=random_tube",)),
+    Variant(
+        "lejepa",
+        "LeJEPA: no EMA, online targets + SIGReg",
+        (
+            "objective.teacher=online",
+            "objective.regularizer.kind=sigreg",
+            "objective.regularizer.on=context",
+            "objective.regularizer.weight=0.05",
+        ),
+        probed="encoder",
+        objective=True,
+        extra=True,
+    ),
+    Variant(
+        "salt",
+        "SALT: frozen pixel-target teacher",
+        ("objective.teacher=frozen",),
+        probed="encoder",
+        objective=True,
+        extra=True,
+        teacher_from="pixels",
+    ),
 )
 RANDOM_INIT = "random_init"
 """The key of the random-init row: each seed's initial weights (every variant of that seed starts from them)."""
 
 
 def variants(cfg: DemoConfig) -> list[Variant]:
-    return [v for v in VARIANTS if cfg.objectives or not v.objective]
+    """The variants ``cfg`` pretrains, in table order."""
+    return [
+        v for v in VARIANTS if (cfg.objectives or not v.objective) and (cfg.extra_objectives or not v.extra)
+    ]
 
 
 @dataclass(frozen=True)
@@ -294,6 +329,18 @@ def claims(cfg: DemoConfig) -> list[Claim]:
         Claim("V-JEPA + SIGReg beats the random init on motion", "vjepa_sigreg", RANDOM_INIT, "motion"),
         Claim("Variance-covariance improves on plain V-JEPA (motion)", "vjepa_vc", "vjepa", "motion"),
         Claim("SIGReg improves on plain V-JEPA (motion)", "vjepa_sigreg", "vjepa", "motion"),
+        Claim(
+            "LeJEPA (online targets + SIGReg) beats the random init on motion",
+            "lejepa",
+            RANDOM_INIT,
+            "motion",
+        ),
+        Claim(
+            "SALT (frozen pixel-target teacher) beats the random init on motion",
+            "salt",
+            RANDOM_INIT,
+            "motion",
+        ),
     ]
     return [c for c in found if c.better in keys and c.worse in keys]
 

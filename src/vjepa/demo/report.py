@@ -42,8 +42,9 @@ def verdict(claim: Claim, results: Results) -> tuple[str, float]:
 
     A claim holds when the lead of the means exceeds both the claim's margin and the sum of the two rows'
     seed spreads; it is reversed when the other row leads by more than that sum."""
-    (m1, s1), (m2, s2) = summarize(top1(results, claim.better, claim.label)), summarize(
-        top1(results, claim.worse, claim.label)
+    (m1, s1), (m2, s2) = (
+        summarize(top1(results, claim.better, claim.label)),
+        summarize(top1(results, claim.worse, claim.label)),
     )
     lead = m1 - m2
     if math.isnan(lead):
@@ -142,9 +143,14 @@ def pca_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
 
 
 def accuracy_figure(rows: Sequence[Row], results: Results, fig_dir: Path) -> Path:
-    groups = {label: {row.title: summarize(top1(results, row.key, label)) for row in rows} for label in LABELS}
+    groups = {
+        label: {row.title: summarize(top1(results, row.key, label)) for row in rows} for label in LABELS
+    }
     return plot_bars(
-        groups, fig_dir / "accuracy.png", title="probe top-1 on the test videos (mean ± std over seeds)", reference=CHANCE
+        groups,
+        fig_dir / "accuracy.png",
+        title="probe top-1 on the test videos (mean ± std over seeds)",
+        reference=CHANCE,
     )
 
 
@@ -183,7 +189,10 @@ def _export_meta(cfg: DemoConfig, key: str) -> dict[str, Any]:
 
 def encoder_lines(cfg: DemoConfig) -> list[str]:
     """Which encoder each pretrained row probes, and how much of it is still the initialisation."""
-    lines = ["| variant | probed encoder | share of initial weights in it | RankMe first → last |", "|---|---|---|---|"]
+    lines = [
+        "| variant | probed encoder | share of initial weights in it | RankMe first → last |",
+        "|---|---|---|---|",
+    ]
     for v in variants(cfg):
         meta = _export_meta(cfg, v.key)
         share = meta.get("target_encoder_init_share")
@@ -257,7 +266,9 @@ def write_report(
         "generalise.",
         "",
         f"**Machine.** {_environment(cfg)}. {workers} single-threaded worker process(es). Wall time "
-        f"{wall / 60:.1f} min: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.seconds.items() if v) + ".",
+        f"{wall / 60:.1f} min: "
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.seconds.items() if v)
+        + ".",
         "",
         "## Results",
         "",
@@ -295,7 +306,9 @@ def write_report(
     lines += ["```", ""]
     report = cfg.root / "report.md"
     (cfg.root / "results.json").write_text(
-        json.dumps({"steps": steps, "results": results, "seconds": times.seconds, "wall_seconds": wall}, indent=1)
+        json.dumps(
+            {"steps": steps, "results": results, "seconds": times.seconds, "wall_seconds": wall}, indent=1
+        )
         + "\n"
     )
     report.write_text("\n".join(lines))

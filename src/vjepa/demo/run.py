@@ -26,7 +26,6 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from vjepa.demo.parallel import Task, run_tasks
 from vjepa.demo.plan import (
@@ -148,9 +147,17 @@ def run_dir(cfg: DemoConfig, seed: int, key: str) -> Path:
     return cfg.root / "pretrain" / f"seed{seed}" / key
 
 
+def variant_overrides(cfg: DemoConfig, variant: Variant, seed: int, steps: int) -> list[str]:
+    """Every ``--set`` value of one pretraining run."""
+    teacher = []
+    if variant.teacher_from:
+        teacher = [f"objective.teacher_checkpoint={run_dir(cfg, seed, variant.teacher_from) / 'export'}"]
+    return [*pretrain_overrides(cfg, seed, steps), *variant.overrides, *teacher]
+
+
 def pretrain_command(cfg: DemoConfig, variant: Variant, seed: int, steps: int) -> list[str]:
     args = ["pretrain", "tiny_cpu", "--run-dir", str(run_dir(cfg, seed, variant.key))]
-    for o in [*pretrain_overrides(cfg, seed, steps), *variant.overrides]:
+    for o in variant_overrides(cfg, variant, seed, steps):
         args += ["--set", o]
     return args
 
@@ -175,8 +182,9 @@ def run_pretrain(cfg: DemoConfig, key: str, seed: int, steps: int) -> str:
     if (export / "config.json").is_file():
         return str(export)
     shutil.rmtree(folder, ignore_errors=True)
-    overrides = [*pretrain_overrides(cfg, seed, steps), *_variant(key).overrides]
-    config, folder = load_run_config("tiny_cpu", overrides, folder, False)
+    config, folder = load_run_config(
+        "tiny_cpu", variant_overrides(cfg, _variant(key), seed, steps), folder, False
+    )
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         try:
             pretrain(config, folder)
@@ -260,8 +268,11 @@ def probe_overrides(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[st
         "data.frame_step=1",
         f"data.resolution={cfg.size}",
         "data.num_workers=0",
+        "data.clip_cache=true",  # every probe job reads the same videos
+        f"data.clip_cache_dir={cfg.root / 'cache' / 'clips'}",
         f"probe.kind={row.readout}",
         f"optimization.epochs={cfg.probe_epochs}",
+        f"optimization.batch_size={cfg.probe_batch_size}",
         f"optimization.min_steps={cfg.probe_min_steps}",
         f"label_fractions=[{row.fraction}]",
         f"cache.dir={cfg.root / 'cache' / 'features' / row.encoder / f'seed{seed}' / label}",
@@ -296,11 +307,9 @@ def run_probes(cfg: DemoConfig, rows: list[Row], label: str, seed: int) -> dict[
         if not out.is_file():
             shutil.rmtree(out.parent, ignore_errors=True)
             config, source = load_eval_config("video_csv", probe_overrides(cfg, row, label, seed))
-            with contextlib.redirect_stdout(io.StringIO()):
-                try:
-                    run_eval(config, source)
-                except ProbeNotTrainedError:
-                    pass  # metrics.json says "not_trained"; the report shows it
+            # A probe that did not train still writes metrics.json ("not_trained"); the report shows it.
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(ProbeNotTrainedError):
+                run_eval(config, source)
         selected = json.loads(out.read_text())["selected"][0]
         results[row.key] = {
             k: math.nan if selected.get(k) is None else float(selected[k]) for k in ("top1", "train_top1")
@@ -328,26 +337,24 @@ def _clips(index: str):
     return clips, torch.tensor([r.label for r in records])
 
 
-def run_pixel_baseline(cfg: DemoConfig) -> dict[str, list[dict[str, float]]]:
-    """Logistic regression on frame differences, per label and seed (the seed picks the same held-out
-    selection split as the probes'): ``{label: [{"top1", "train_top1"} per seed]}``."""
+def run_pixel_baseline(cfg: DemoConfig, label: str) -> list[dict[str, float]]:
+    """Logistic regression on frame differences for ``label``, one fit per seed (the seed picks the same
+    held-out selection split as the probes'): ``[{"top1", "train_top1"} per seed]``."""
     from vjepa.demo.pixels import fit_logistic, frame_differences
     from vjepa.probe.data import holdout_split
 
-    out: dict[str, list[dict[str, float]]] = {}
     data = cfg.root / "data"
-    for label in LABELS:
-        train_clips, train_labels = _clips(str(data / f"train_{label}.csv"))
-        test_clips, test_labels = _clips(str(data / f"val_{label}.csv"))
-        x, xt = frame_differences(train_clips), frame_differences(test_clips)
-        classes = int(train_labels.max()) + 1
-        out[label] = []
-        for seed in range(cfg.seeds):
-            base, held = holdout_split(train_labels.numpy(), 0.2, seed)
-            best, _ = fit_logistic(
-                (x[base], train_labels[base]), (x[held], train_labels[held]), (xt, test_labels), classes
-            )
-            out[label].append({"top1": best.test, "train_top1": best.train})
+    train_clips, train_labels = _clips(str(data / f"train_{label}.csv"))
+    test_clips, test_labels = _clips(str(data / f"val_{label}.csv"))
+    x, xt = frame_differences(train_clips), frame_differences(test_clips)
+    classes = int(train_labels.max()) + 1
+    out = []
+    for seed in range(cfg.seeds):
+        base, held = holdout_split(train_labels.numpy(), 0.2, seed)
+        best, _ = fit_logistic(
+            (x[base], train_labels[base]), (x[held], train_labels[held]), (xt, test_labels), classes
+        )
+        out.append({"top1": best.test, "train_top1": best.train})
     return out
 
 
@@ -370,7 +377,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     todo = variants(cfg)
 
     t = time.perf_counter()
-    log(None, f"[1/5] synthetic data -> {root / 'data'}")
+    log(None, f"[1/4] synthetic data -> {root / 'data'}")
     make_data(cfg)
     times.add("data", t)
 
@@ -381,11 +388,16 @@ def run_demo(cfg: DemoConfig) -> Path:
     calibrated = f", calibrated at {step_seconds:.2f} s/step" if not math.isnan(step_seconds) else ""
     log(
         None,
-        f"[2/5] pretraining {len(todo)} variants x {cfg.seeds} seeds x {steps} steps "
+        f"[2/4] pretraining {len(todo)} variants x {cfg.seeds} seeds x {steps} steps "
         f"on {workers} single-threaded worker(s){calibrated}",
     )
-    tasks = [Task(f"{v.key}/seed{s}", run_pretrain, (cfg, v.key, s, steps)) for s in seeds for v in todo]
-    run_tasks(tasks, workers, "pretraining run")
+    for wave in (
+        [v for v in todo if not v.teacher_from],
+        [v for v in todo if v.teacher_from],  # students of a frozen teacher trained in the first wave
+    ):
+        tasks = [Task(f"{v.key}/seed{s}", run_pretrain, (cfg, v.key, s, steps)) for s in seeds for v in wave]
+        if tasks:
+            run_tasks(tasks, workers, "pretraining run")
     times.add("pretrain", t)
 
     t = time.perf_counter()
@@ -394,17 +406,24 @@ def run_demo(cfg: DemoConfig) -> Path:
     for row in rows:
         if row.readout != "pixels":
             by_encoder.setdefault(row.encoder, []).append(row)
-    # Longest first (the encoder with the most rows), so the workers finish together.
     order = sorted(by_encoder, key=lambda e: -len(by_encoder[e]))
-    probe_tasks = [
+    # The pixel baseline first: its jobs are the longest. Then the encoders with the most rows.
+    tasks = [Task(f"pixel_baseline/{label}", run_pixel_baseline, (cfg, label)) for label in LABELS]
+    tasks += [
         Task(f"{enc}/{label}/seed{s}", run_probes, (cfg, by_encoder[enc], label, s))
         for enc in order
         for s in seeds
         for label in LABELS
     ]
-    log(None, f"[3/5] {len(probe_tasks)} probe jobs ({len(rows) - 1} rows x {len(LABELS)} labels x {cfg.seeds} seeds)")
-    done = run_tasks(probe_tasks, workers, "probe job")
-    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    log(
+        None,
+        f"[3/4] {len(tasks)} probe jobs: {len(rows) - 1} rows x {len(LABELS)} labels x {cfg.seeds} seeds, and "
+        "the pixel baseline (logistic regression on frame differences)",
+    )
+    done = run_tasks(tasks, workers, "probe job")
+    results: dict[str, dict[str, list[dict[str, float]]]] = {
+        "pixel_baseline": {label: done[f"pixel_baseline/{label}"] for label in LABELS}
+    }
     for enc in order:
         for s in seeds:
             for label in LABELS:
@@ -413,12 +432,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     times.add("probes", t)
 
     t = time.perf_counter()
-    log(None, "[4/5] pixel baseline: logistic regression on frame differences")
-    results["pixel_baseline"] = run_pixel_baseline(cfg)
-    times.add("pixel baseline", t)
-
-    t = time.perf_counter()
-    log(None, "[5/5] figures and report")
+    log(None, "[4/4] figures and report")
     commands: dict[str, list[str]] = {"data": [command(data_command(cfg))]}
     for row in rows:
         if row.readout == "pixels":
@@ -430,4 +444,3 @@ def run_demo(cfg: DemoConfig) -> Path:
         commands[row.key] = cmds
     report = write_report(cfg, rows, results, commands, steps, workers, times, start)
     return report
-
