@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from vjepa.process_group import join_process_group
 from vjepa.threads import ThreadSettings, usable_cpus, user_thread_count, wait_policy
 
 PrecisionChoice = Literal["auto", "fp32", "bf16"]
@@ -135,7 +136,7 @@ def setup(device: str = "auto", threads: int | None = None) -> Runtime:
     if world_size > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        join_process_group("nccl" if dev.type == "cuda" else "gloo", rank, world_size)
     return Runtime(dev, rank, world_size, local_rank, thread_settings)
 
 
