@@ -210,7 +210,7 @@ def test_config_refuses_online_without_regulariser_and_pixels_with_a_teacher():
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["objective.regularizer.kind=vc", "objective.regularizer.on=pooled"],
+        ["objective.regularizer.kind=vc", "objective.regularizer.applies_to=pooled"],
         [
             "objective.regularizer.kind=sigreg",
             "objective.regularizer.slices=16",
@@ -219,7 +219,7 @@ def test_config_refuses_online_without_regulariser_and_pixels_with_a_teacher():
         [
             "objective.teacher=online",
             "objective.regularizer.kind=sigreg",
-            "objective.regularizer.on=predictions",
+            "objective.regularizer.applies_to=predictions",
         ],
         ["objective.teacher=frozen", "objective.regularizer.kind=vc", "objective.target=features"],
         ["objective.target=pixels", "objective.regularizer.kind=vc"],
@@ -243,7 +243,7 @@ def test_salt_recipes_chain_a_pixel_teacher_into_a_frozen_student(tmp_path):
     from vjepa.pretrain.config import load_run_config
 
     small = [
-        "data.synthetic_videos=8", "data.synthetic_size=32", "data.crop_size=32", "data.synthetic_frames=4",
+        "data.synthetic_videos=8", "data.synthetic_size=64", "data.crop_size=64", "data.synthetic_frames=4",
         "data.num_frames=4", "data.batch_size=2", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
         "model.pred_embed_dim=16", "model.pred_depth=1", "optimization.epochs=1", "optimization.ipe=2",
         "optimization.warmup=0", "runtime.precision=fp32", "logging.tensorboard=false",

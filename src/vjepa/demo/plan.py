@@ -168,7 +168,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(
         "vjepa_vc",
         "V-JEPA + variance-covariance",
-        ("objective.regularizer.kind=vc", "objective.regularizer.on=context"),
+        ("objective.regularizer.kind=vc", "objective.regularizer.applies_to=context"),
         objective=True,
     ),
     Variant(
@@ -176,7 +176,7 @@ VARIANTS: tuple[Variant, ...] = (
         "V-JEPA + SIGReg",
         (
             "objective.regularizer.kind=sigreg",
-            "objective.regularizer.on=context",
+            "objective.regularizer.applies_to=context",
             "objective.regularizer.weight=0.05",
         ),
         objective=True,
@@ -189,7 +189,7 @@ VARIANTS: tuple[Variant, ...] = (
         (
             "objective.teacher=online",
             "objective.regularizer.kind=sigreg",
-            "objective.regularizer.on=context",
+            "objective.regularizer.applies_to=context",
             "objective.regularizer.weight=0.05",
         ),
         probed="encoder",

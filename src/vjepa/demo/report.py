@@ -209,6 +209,10 @@ def encoder_lines(cfg: DemoConfig) -> list[str]:
     return lines
 
 
+def _lead(lead: float) -> str:
+    return "n/a" if math.isnan(lead) else f"{lead:+.1f}"
+
+
 def _environment(cfg: DemoConfig) -> str:
     path = cfg.root / "pretrain" / "seed0" / "vjepa" / "runtime.json"
     if not path.is_file():
@@ -263,7 +267,10 @@ def write_report(
         "the training videos held out; the table reports the test videos, mean ± standard deviation over the "
         "seeds (pretraining seed = probe seed). Train top-1 is the selected head's accuracy on its training "
         "samples: far above the test accuracy means the probe had what it needed and the features did not "
-        "generalise.",
+        "generalise. *Not trained*: no head of the grid fit its training samples better than chance + 3 binomial "
+        "standard deviations; on frozen features that means they do not carry the label in a form the probe can "
+        "learn (collapsed features do this). Such seeds are left out of the mean and counted in the cell, and a "
+        "claim on a row that no seed measured is *not measured*.",
         "",
         f"**Machine.** {_environment(cfg)}. {workers} single-threaded worker process(es). Wall time "
         f"{wall / 60:.1f} min: "
@@ -282,7 +289,7 @@ def write_report(
         "",
         "| claim | measured lead (points) | verdict |",
         "|---|---|---|",
-        *[f"| {c.text} | {lead:+.1f} | {v} |" for c, v, lead in checked],
+        *[f"| {c.text} | {_lead(lead)} | {v} |" for c, v, lead in checked],
         "",
         "A claim *held* when the lead of the means exceeds the sum of the two rows' seed spreads (and the stated "
         "margin); *reversed* when the other row leads by that much; otherwise it *did not hold* at this scale.",
@@ -315,6 +322,6 @@ def write_report(
     print("\n".join(table))
     print()
     for c, v, lead in checked:
-        print(f"{v:>12}  ({lead:+.1f})  {c.text}")
+        print(f"{v:>12}  ({_lead(lead)})  {c.text}")
     print(f"\nwall time {wall / 60:.1f} min; report: {report}")
     return report

@@ -306,7 +306,7 @@ class RegularizerConfig:
     Args:
         kind: ``none``; ``vc`` (variance-covariance, VICReg / VJ-VCR); ``sigreg`` (LeJEPA's sketched isotropic
             Gaussian regulariser).
-        on: which embeddings it constrains: ``context`` (the context encoder's output tokens of every mask
+        applies_to: which embeddings it constrains: ``context`` (the context encoder's output tokens of every mask
             setting, each token a sample, centred per token position), ``pooled`` (those tokens averaged per
             clip and mask setting, each clip a sample) or ``predictions`` (the predictor's outputs, each
             predicted token a sample, centred per position).
@@ -317,7 +317,7 @@ class RegularizerConfig:
     """
 
     kind: RegularizerKind = "none"
-    on: RegularizedPart = "context"
+    applies_to: RegularizedPart = "context"
     weight: float = 1.0
     cov_weight: float = 0.04
     gamma: float = 1.0

@@ -13,11 +13,11 @@ published regularisers counter that by asking the embeddings of a batch to stay 
   function), integrated over ``t in [-t_max, t_max]`` with the trapezoid rule; the loss is the mean over
   directions. Its minimum is an isotropic Gaussian embedding, which cannot collapse.
 
-Token embeddings (``on: context`` or ``predictions``) are first centred per token position: each token minus
+Token embeddings (``applies_to: context`` or ``predictions``) are first centred per token position: each token minus
 the mean of the batch's tokens at the same position (scaled to an unbiased per-position variance; positions
 seen once are left out). Without it a position embedding alone would satisfy both regularisers, since tokens at
 different positions differ even when every clip maps to the same features: the very collapse they are there
-to stop. Clip embeddings (``on: pooled``) are used as they are.
+to stop. Clip embeddings (``applies_to: pooled``) are used as they are.
 
 Both are computed over the embeddings of the whole (global) batch: under torch.distributed the sums they
 need are all-reduced with gradient (``torch.distributed.nn.functional.all_reduce``), so a 2-rank run computes
@@ -204,11 +204,11 @@ def regularization_terms(
     """
     if spec.kind == "none":
         return {}
-    if spec.on == "pooled":
+    if spec.applies_to == "pooled":
         z = torch.cat([c.mean(dim=1) for c in contexts])  # [settings * B, D]
     else:
-        tokens = contexts if spec.on == "context" else predictions
-        which = 0 if spec.on == "context" else 1
+        tokens = contexts if spec.applies_to == "context" else predictions
+        which = 0 if spec.applies_to == "context" else 1
         if positions is not None and num_positions is not None:
             parts = [
                 centred_by_position(t, p[which], num_positions)
