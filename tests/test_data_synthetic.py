@@ -146,3 +146,18 @@ def test_hold_keeps_the_object_still_inside_each_tubelet():
     frames = videos.frames.astype(int)
     assert (frames[:, 0::2] == frames[:, 1::2]).all()  # no motion inside a 2-frame tubelet
     assert (frames[:, 0] != frames[:, 2]).any(axis=(1, 2, 3)).all()  # but motion across tubelets
+
+
+def test_several_objects_move_together_and_keep_the_single_object_draws():
+    one = generate_videos(SyntheticSpec(num_frames=4, size=32, object_size=6, speeds=(2,)), 4, seed=5)
+    many = SyntheticSpec(num_frames=4, size=32, object_size=6, speeds=(2,), num_objects=6)
+    videos = generate_videos(many, 4, seed=5)
+    assert videos.frames.shape == one.frames.shape
+    for i in range(4):
+        dx, dy = {0: (2, 0), 1: (-2, 0), 2: (0, 2), 3: (0, -2)}[int(videos.motion[i])]
+        # the whole field shifts by the velocity from one frame to the next (the frame is a torus)
+        np.testing.assert_array_equal(
+            np.roll(videos.frames[i, 0], (dy, dx), axis=(0, 1)), videos.frames[i, 1]
+        )
+        lit = (videos.frames[i, 0] != videos.frames[i, 0, 0, 0]).any(-1).sum()
+        assert lit > (one.frames[i, 0] != one.frames[i, 0, 0, 0]).any(-1).sum()  # more objects, more pixels

@@ -127,8 +127,8 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path, monke
     real_forward = JEPAObjective.forward
     calls = {"n": 0}
 
-    def poisoned(self, clips, masks):
-        out = real_forward(self, clips, masks)
+    def poisoned(self, clips, masks, step=0):
+        out = real_forward(self, clips, masks, step)
         calls["n"] += 1
         if calls["n"] == 4:  # step 3
             out.loss = out.loss * float("nan")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from vjepa.pretrain.config import load_pretrain_config
@@ -55,3 +57,29 @@ def test_clipping_starts_after_the_warmup_epochs(paper):
 
 def test_schedules_are_pure_functions_of_the_step(paper):
     assert [paper.lr(k) for k in (5, 50000, 5)] == [paper.lr(5), paper.lr(50000), paper.lr(5)]
+
+
+def test_ema_horizon_sets_the_start_momentum_from_the_run_length():
+    from vjepa.pretrain.config import OptimizationConfig
+    from vjepa.pretrain.schedules import Schedules
+
+    c = OptimizationConfig(epochs=10, ipe=30, ipe_scale=1.0, ema=(0.998, 1.0), ema_horizon=0.05)
+    s = Schedules(c)
+    assert s.start_momentum == pytest.approx(1 - 1 / (0.05 * 300))
+    assert s.momentum(0) == s.start_momentum and s.momentum(150) == pytest.approx((s.start_momentum + 1) / 2)
+    assert Schedules(OptimizationConfig(ema=(0.998, 1.0))).start_momentum == 0.998  # unset: ema[0]
+
+
+def test_initial_weight_share_is_the_product_of_the_momenta():
+    from vjepa.pretrain.config import OptimizationConfig
+    from vjepa.pretrain.schedules import Schedules
+
+    s = Schedules(OptimizationConfig(epochs=10, ipe=22, ipe_scale=1.25, ema=(0.998, 1.0)))
+    assert s.initial_weight_share(220) == pytest.approx(
+        math.prod(s.momentum(k) for k in range(220)), rel=1e-12
+    )
+    assert (
+        0.75 < s.initial_weight_share(220) < 0.8
+    )  # the old demo's target encoder: mostly its initial weights
+    short = Schedules(OptimizationConfig(epochs=10, ipe=30, ipe_scale=1.0, ema_horizon=0.05))
+    assert short.initial_weight_share(300) < 1e-3

@@ -182,6 +182,16 @@ def _add_make_data(commands: argparse._SubParsersAction) -> None:
         default=1,
         help="the object moves every HOLD frames (2: no motion inside a tubelet)",
     )
+    synthetic.add_argument(
+        "--objects", type=int, default=1, help="objects per video, moving together (default 1)"
+    )
+    synthetic.add_argument(
+        "--speeds",
+        type=int,
+        nargs="+",
+        default=[3, 4],
+        help="speeds in pixels per frame, one drawn per video",
+    )
     synthetic.add_argument("--overwrite", action="store_true", help="allow a non-empty OUT_DIR")
     synthetic.set_defaults(func=_make_synthetic)
 
@@ -189,7 +199,14 @@ def _add_make_data(commands: argparse._SubParsersAction) -> None:
 def _make_synthetic(args: argparse.Namespace) -> int:
     from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 
-    spec = SyntheticSpec(num_frames=args.frames, size=args.size, object_size=args.object_size, hold=args.hold)
+    spec = SyntheticSpec(
+        num_frames=args.frames,
+        size=args.size,
+        object_size=args.object_size,
+        hold=args.hold,
+        num_objects=args.objects,
+        speeds=tuple(args.speeds),
+    )
     files = write_synthetic_dataset(
         args.out_dir,
         seed=args.seed,
@@ -339,30 +356,43 @@ def _extract(args: argparse.Namespace) -> int:
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "demo",
-        help="the paper's claims on a CPU in ~15 minutes: data, pretraining variants, probes, report.md",
-        description="Generate the synthetic dataset, pretrain a tiny V-JEPA encoder and its ablations (pixel "
-        "targets, random-tube masks) at one compute budget, probe them and a random-init encoder on the motion "
-        "and appearance labels, and write a report with figures.",
+        help="V-JEPA against its ablations and a random init on a CPU in ~15 minutes: data, pretraining, "
+        "probes, report.md",
+        description="Generate synthetic videos, pretrain a small V-JEPA encoder, the anti-collapse objectives "
+        "(variance-covariance, SIGReg) and the ablations (pixel targets, random-tube masks) with several seeds at "
+        "one compute budget, probe them, their random init and a pixel baseline on the motion and appearance "
+        "labels, and write report.md with the table, the claims checked on it, figures and the commands.",
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument(
         "--budget-minutes",
         type=float,
         default=None,
-        help="wall-time budget: pretraining is sized from a timed calibration run to fit it (default: the fixed "
-        "step count that fits 15 minutes on a 2-core CPU)",
+        help="size the pretraining runs from a timed calibration run to fit this wall-time budget (default: "
+        "the fixed step count measured to fit 15 minutes on a 2-core CPU)",
     )
-    p.add_argument("--seeds", type=int, default=3, help="probe seeds per row (default 3)")
+    p.add_argument("--seeds", type=int, default=None, help="pretraining (and probe) seeds (default 3)")
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps per run (overrides the budget)")
     p.add_argument(
-        "--steps", type=int, default=None, help="pretraining steps per variant (overrides the budget)"
-    )
-    p.add_argument(
-        "--threads",
+        "--workers",
         type=int,
         default=None,
-        help="CPU intra-op threads (default: OMP_NUM_THREADS if set, else the CPUs this process may use)",
+        help="single-threaded worker processes running jobs side by side (default: usable CPUs, at most 4)",
     )
-    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tiny data, few steps)")
+    p.add_argument(
+        "--no-objectives",
+        action="store_true",
+        help="skip the variance-covariance and SIGReg variants (saves 40%% of the pretraining)",
+    )
+    p.add_argument(
+        "--all-objectives",
+        action="store_true",
+        help="also pretrain LeJEPA (online targets + SIGReg, no EMA) and SALT (a student of the frozen "
+        "pixel-target run; it pretrains after it)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run of about a minute (tiny data, few steps)"
+    )
     p.set_defaults(func=_demo)
 
 
@@ -372,13 +402,17 @@ def _demo(args: argparse.Namespace) -> int:
     from vjepa.demo.plan import DemoConfig
     from vjepa.demo.run import run_demo
 
-    cfg = DemoConfig.quick(args.out) if args.quick else DemoConfig(out_dir=args.out)
+    cfg = DemoConfig.quick_config(args.out) if args.quick else DemoConfig(out_dir=args.out)
+    changes: dict = {"objectives": not args.no_objectives, "extra_objectives": args.all_objectives}
     if args.budget_minutes is not None:  # size the pretraining from a measured step time instead
-        cfg = dataclasses.replace(cfg, budget_minutes=args.budget_minutes, pretrain_steps=None)
+        changes.update(budget_minutes=args.budget_minutes, pretrain_steps=None)
     if args.steps is not None:
-        cfg = dataclasses.replace(cfg, pretrain_steps=args.steps)
-    cfg = dataclasses.replace(cfg, probe_seeds=args.seeds, threads=args.threads)
-    run_demo(cfg)
+        changes["pretrain_steps"] = args.steps
+    if args.seeds is not None:
+        changes["seeds"] = args.seeds
+    if args.workers is not None:
+        changes["workers"] = args.workers
+    run_demo(dataclasses.replace(cfg, **changes))
     return 0
 
 

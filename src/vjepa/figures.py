@@ -159,7 +159,7 @@ def plot_bars(
     group_names = list(groups)
     bar_names = list(dict.fromkeys(b for g in groups.values() for b in g))
     width = 0.8 / max(1, len(bar_names))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(group_names) * max(1, len(bar_names)) * 0.5), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(group_names) * max(1, len(bar_names))) + 3.0, 3.6))
     for i, bar in enumerate(bar_names):
         xs = [g + (i - (len(bar_names) - 1) / 2) * width for g in range(len(group_names))]
         means = [groups[g].get(bar, (np.nan, 0))[0] for g in group_names]
@@ -171,7 +171,7 @@ def plot_bars(
     ax.set_xticklabels(group_names, fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(plt, fig, path)

@@ -1,8 +1,9 @@
 """A built-in procedural video dataset with an appearance label and a motion label.
 
-Each video shows one object on a plain background. Its SHAPE is the appearance class (square, disc,
-triangle, cross) and its DIRECTION of constant-speed motion is the motion class (right, left, down, up).
-Colours, start position and speed are random and independent of both labels.
+Each video shows one object (or ``num_objects`` objects) on a plain background. Their SHAPE is the appearance
+class (square, disc, triangle, cross) and their DIRECTION of constant-speed motion is the motion class
+(right, left, down, up); several objects all move together, like a field of dots drifting one way.
+Colours, start positions and speed are random and independent of both labels.
 
 The motion label cannot be read from a single frame: the frame is a torus (the object wraps around the
 edges), the start position is uniform over all pixels and the object is drawn identically whatever its
@@ -48,8 +49,10 @@ class SyntheticSpec:
         fps: frame rate written to the files.
         hold: the object moves every ``hold`` frames and stays put in between. With ``hold`` equal to the
             tubelet size (2), no single tubelet shows any motion: the direction can only be read by
-            comparing tokens across time, which a random encoder with a probe does poorly and a V-JEPA
-            encoder learns (the regime of Something-Something). ``hold=1`` moves every frame.
+            comparing tokens across time (the regime of Something-Something). ``hold=1`` moves every frame.
+        num_objects: objects per video, all of the video's shape and moving with its velocity, each with its
+            own colour and start position. With one object a probe on any encoder can follow it; with many,
+            which object went where is ambiguous, and the direction is a property of the whole field.
     """
 
     num_frames: int = 16
@@ -58,6 +61,7 @@ class SyntheticSpec:
     speeds: tuple[int, ...] = (3, 4)
     fps: int = 8
     hold: int = 1
+    num_objects: int = 1
 
     def __post_init__(self) -> None:
         if self.num_frames < 2 or self.size < 8:
@@ -68,6 +72,8 @@ class SyntheticSpec:
             raise ValueError(f"speeds must be integers in [1, size // 2), got {self.speeds}")
         if not 1 <= self.hold <= self.num_frames:
             raise ValueError(f"hold must lie in [1, num_frames], got {self.hold}")
+        if self.num_objects < 1:
+            raise ValueError(f"num_objects must be >= 1, got {self.num_objects}")
 
     @property
     def num_classes(self) -> int:
@@ -115,29 +121,31 @@ def render_video(spec: SyntheticSpec, appearance: int, motion: int, rng: np.rand
         spec: video shape.
         appearance: index into SHAPES.
         motion: index into MOTIONS.
-        rng: draws colours, start position and speed.
+        rng: draws colours, start positions and speed.
 
     Returns:
         [T, H, W, 3] uint8.
     """
-    n = spec.size
+    n, k = spec.size, spec.num_objects
     background = rng.integers(0, 90, size=3)
-    colour = rng.integers(140, 256, size=3)
-    x0, y0 = rng.integers(0, n, size=2)
+    colours = rng.integers(140, 256, size=(k, 3))  # with k = 1 the draws of the single-object videos
+    starts = rng.integers(0, n, size=(k, 2))
     speed = int(rng.choice(spec.speeds))
     vx, vy = _VELOCITY[MOTIONS[motion]]
     coords = np.arange(n)
     half = spec.object_size / 2
     video = np.empty((spec.num_frames, n, n, 3), dtype=np.uint8)
     for t in range(spec.num_frames):
-        moved = t - t % spec.hold  # frames the object has moved for
-        cx = (x0 + vx * speed * moved) % n
-        cy = (y0 + vy * speed * moved) % n
-        dx = (coords[None, :] - cx + n // 2) % n - n // 2  # [1, W] signed offset on the torus
-        dy = (coords[:, None] - cy + n // 2) % n - n // 2  # [H, 1]
-        dx, dy = np.broadcast_arrays(dx, dy)
-        mask = _shape_mask(SHAPES[appearance], dx, dy, half)  # [H, W]
-        video[t] = np.where(mask[..., None], colour, background).astype(np.uint8)
+        moved = t - t % spec.hold  # frames the objects have moved for
+        frame = np.broadcast_to(background, (n, n, 3)).copy()
+        for (x0, y0), colour in zip(starts, colours, strict=True):
+            cx = (x0 + vx * speed * moved) % n
+            cy = (y0 + vy * speed * moved) % n
+            dx = (coords[None, :] - cx + n // 2) % n - n // 2  # [1, W] signed offset on the torus
+            dy = (coords[:, None] - cy + n // 2) % n - n // 2  # [H, 1]
+            dx, dy = np.broadcast_arrays(dx, dy)
+            frame[_shape_mask(SHAPES[appearance], dx, dy, half)] = colour  # later objects in front
+        video[t] = frame
     return video
 
 

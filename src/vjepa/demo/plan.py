@@ -1,124 +1,220 @@
-"""What the demo runs: its config, the pretraining variants and the table's rows, each with the exact
-``vjepa`` commands that reproduce it."""
+"""What the demo runs: its config, the pretraining variants, the table's rows and the claims it checks, each
+row with the exact ``vjepa`` commands that reproduce it."""
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 Label = Literal["motion", "appearance"]
 LABELS: tuple[Label, ...] = ("motion", "appearance")
+Readout = Literal["attentive", "linear", "pixels"]
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Everything ``vjepa demo`` decides; the defaults fit 15 minutes on a 2-core CPU.
+    """Everything ``vjepa demo`` decides. The defaults fit 15 minutes of a 2-core CPU without native bf16
+    (measured; see the README), the worst case of our users' laptops.
+
+    Data (see :mod:`vjepa.data.synthetic`): ``objects`` small shapes drift together in one direction (the
+    motion label, 4 classes) on a plain background; their shape is the appearance label (4 classes). They
+    move every ``hold`` frames, so with ``hold`` equal to the tubelet size no token shows motion: the
+    direction exists only across tokens, and with many objects which one went where is ambiguous.
 
     Args:
         out_dir: where data, runs, figures and ``report.md`` go (must not hold a finished demo).
-        budget_minutes: wall-time budget; used to size the pretraining (from a timed calibration run) when
-            ``pretrain_steps`` is None.
-        seed: seed of the data, the models' initialization and the masks.
-        probe_seeds: probes trained per (encoder, label, readout), with seeds 0..n-1 (mean and spread).
-        num_train: synthetic training videos (pretraining uses all of them, without labels).
-        num_val: synthetic validation videos (probes are scored on these).
-        hold: the object moves every ``hold`` frames (2 = never inside one tubelet: motion must be read
-            across time, see :class:`vjepa.data.synthetic.SyntheticSpec`).
+        seeds: pretraining seeds; every pretrained row is the mean and spread over them (its probe uses the
+            same seed), the random-init row over the initial weights of the same seeds.
+        num_train: training videos: the unlabelled pretraining set, and the labelled probe training set (20% of
+            it held out to select each probe's head).
+        num_test: test videos (the table reports accuracy on them).
         frames: frames per video and per clip.
         size: frame side in pixels.
-        model: encoder size (see ``vjepa models``).
-        pred_depth: predictor depth.
-        pred_embed_dim: predictor width (narrower than the encoder, as in the paper: 384 for 1024).
+        objects: moving objects per video.
+        object_size: object side in pixels.
+        speeds: object speeds in pixels per frame (one drawn per video).
+        hold: the objects move every ``hold`` frames.
+        patch_size: spatial patch side (``size / patch_size`` tokens a side).
+        embed_dim: encoder width.
+        depth: encoder blocks.
+        num_heads: encoder heads.
+        pred_embed_dim: predictor width (narrow, as the paper's 384 for 1024).
+        pred_depth: predictor blocks.
         batch_size: pretraining clips per step.
-        lr: pretraining peak learning rate (warmup starts at a third of it).
-        ema: target-encoder momentum at the start and end of the schedule (the paper's 0.998 -> 1.0).
-        pretrain_steps: steps of each pretraining variant (rounded up to a multiple of 10). The default, 220,
-            fits the 15-minute budget on a 2-core CPU (about 12 minutes in all, measured); None sizes them
-            from ``budget_minutes`` with a timed calibration run, which a busy machine makes shorter.
-        min_steps: lower bound when sized from the budget.
-        probe_epochs: epochs of each probe.
-        probe_min_steps: optimizer steps each probe takes at least (more epochs for the low-label row).
-        probe_lr: probe learning rate.
-        low_label_fraction: fraction of training labels for the label-efficiency row.
-        threads: CPU threads (None: torch's default).
+        lr: pretraining peak learning rate.
+        ema_horizon: the EMA target's time constant at the start, as a fraction of the run (so the target
+            encoder learns within a short run; see ``optimization.ema_horizon``).
+        pretrain_steps: steps of every pretraining run; None sizes them from ``budget_minutes`` with a timed
+            calibration run.
+        budget_minutes: wall-time budget used when ``pretrain_steps`` is None.
+        low_label_fraction: fraction of the probe's training labels for the label-efficiency row.
+        workers: processes running pretraining runs and probes side by side (one thread each); None: the
+            usable CPUs, at most 4.
+        objectives: also pretrain the anti-collapse objectives (variance-covariance and SIGReg) at the same
+            compute.
+        extra_objectives: also pretrain LeJEPA (online targets + SIGReg, no EMA) and SALT (a student of the
+            frozen pixel-target run of its seed); with ``objectives``.
+        probe_epochs: epochs of every probe head (the probe library's grid and selection rule).
+        probe_min_steps: lower bound on a probe's optimizer steps (the probe library's rule).
+        probe_batch_size: probe training batch.
     """
 
     out_dir: str = "runs/demo"
-    budget_minutes: float = 15.0
-    seed: int = 0
-    probe_seeds: int = 3
-    num_train: int = 512
-    num_val: int = 256
+    seeds: int = 3
+    num_train: int = 1024
+    num_test: int = 512
+    frames: int = 8
+    size: int = 32
+    objects: int = 8
+    object_size: int = 5
+    speeds: tuple[int, ...] = (1, 2)
     hold: int = 2
-    frames: int = 16
-    size: int = 64
-    model: str = "vit_tiny"
-    pred_depth: int = 4
-    pred_embed_dim: int = 96
+    patch_size: int = 4
+    embed_dim: int = 64
+    depth: int = 4
+    num_heads: int = 4
+    pred_embed_dim: int = 32
+    pred_depth: int = 2
     batch_size: int = 16
-    lr: float = 3e-4
-    ema: tuple[float, float] = (0.998, 1.0)
-    pretrain_steps: int | None = 220
-    min_steps: int = 20
+    lr: float = 1e-3
+    ema_horizon: float = 0.05
+    pretrain_steps: int | None = 200
+    budget_minutes: float = 15.0
+    low_label_fraction: float = 0.1
+    workers: int | None = None
+    objectives: bool = True
+    extra_objectives: bool = False
     probe_epochs: int = 20
     probe_min_steps: int = 500
-    probe_lr: float = 1e-3
-    low_label_fraction: float = 0.1
-    threads: int | None = None
+    probe_batch_size: int = 32
+    quick: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.probe_seeds < 1 or self.budget_minutes <= 0 or self.num_train < 8 or self.num_val < 4:
+        if self.seeds < 1 or self.budget_minutes <= 0 or self.num_train < 16 or self.num_test < 4:
             raise ValueError(f"demo config out of range: {self}")
         if not 0 < self.low_label_fraction < 1:
             raise ValueError(f"low_label_fraction must lie in (0, 1), got {self.low_label_fraction}")
+        if self.pretrain_steps is not None and self.pretrain_steps < 1:
+            raise ValueError(f"pretrain_steps must be >= 1, got {self.pretrain_steps}")
 
     @classmethod
-    def quick(cls, out_dir: str) -> DemoConfig:
-        """A seconds-long run for tests: tiny data, a few steps, one-epoch probes (same code path)."""
-        return cls(
+    def quick_config(cls, out_dir: str, **overrides) -> DemoConfig:
+        """A smoke run (well under 3 minutes): tiny data, a few steps, two seeds, the same code path."""
+        values = dict(
             out_dir=out_dir,
-            budget_minutes=1.0,
-            num_train=16,
-            num_val=8,
+            seeds=2,
+            num_train=48,
+            num_test=16,
             frames=4,
+            size=16,
+            objects=3,
+            object_size=4,
+            patch_size=4,
+            embed_dim=16,
+            depth=1,
+            num_heads=2,
+            pred_embed_dim=8,
             pred_depth=1,
-            pred_embed_dim=48,
             batch_size=4,
             pretrain_steps=3,
-            min_steps=1,
-            probe_epochs=1,
-            probe_min_steps=0,
             low_label_fraction=0.5,
+            probe_epochs=5,
+            probe_min_steps=40,
+            quick=True,
         )
+        values.update(overrides)
+        return cls(**values)
 
     @property
     def root(self) -> Path:
         return Path(self.out_dir)
 
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Tokens along time, height and width of a clip."""
+        side = self.size // self.patch_size
+        return (self.frames // 2, side, side)
+
 
 @dataclass(frozen=True)
 class Variant:
-    """A pretraining run of the comparison (``None`` overrides: no pretraining, the random-init encoder).
+    """A pretraining run of the comparison.
 
     Args:
-        key: folder name under ``pretrain/``.
+        key: folder name under ``pretrain/<seed>/``.
         title: how the report names it.
         overrides: the ``--set`` values on top of the common pretraining ones.
+        probed: which encoder of its export the probes read: the EMA ``target_encoder`` (what the paper
+            evaluates) or the ``encoder`` (variants without an EMA teacher).
+        objective: an anti-collapse objective (run only with ``DemoConfig.objectives``).
+        extra: run only with ``DemoConfig.extra_objectives`` (``vjepa demo --all-objectives``).
+        teacher_from: the variant whose export (same seed) is this one's frozen teacher (SALT's stage 2); it
+            pretrains after that one.
     """
 
     key: str
     title: str
-    overrides: tuple[str, ...] | None
+    overrides: tuple[str, ...]
+    probed: Literal["target_encoder", "encoder"] = "target_encoder"
+    objective: bool = False
+    extra: bool = False
+    teacher_from: str | None = None
 
 
 VARIANTS: tuple[Variant, ...] = (
     Variant("vjepa", "V-JEPA (multi-block masks, feature targets)", ()),
-    Variant("random_init", "random init (no pretraining)", None),
-    Variant("pixels", "pixel targets (VideoMAE-style)", ("objective.target=pixels",)),
+    Variant(
+        "vjepa_vc",
+        "V-JEPA + variance-covariance",
+        ("objective.regularizer.kind=vc", "objective.regularizer.applies_to=context"),
+        objective=True,
+    ),
+    Variant(
+        "vjepa_sigreg",
+        "V-JEPA + SIGReg",
+        (
+            "objective.regularizer.kind=sigreg",
+            "objective.regularizer.applies_to=context",
+            "objective.regularizer.weight=0.05",
+        ),
+        objective=True,
+    ),
+    Variant("pixels", "pixel targets (VideoMAE-style)", ("objective.target=pixels",), probed="encoder"),
     Variant("random_tube", "random-tube masking (90%)", ("masks.kind=random_tube",)),
+    Variant(
+        "lejepa",
+        "LeJEPA: no EMA, online targets + SIGReg",
+        (
+            "objective.teacher=online",
+            "objective.regularizer.kind=sigreg",
+            "objective.regularizer.applies_to=context",
+            "objective.regularizer.weight=0.05",
+        ),
+        probed="encoder",
+        objective=True,
+        extra=True,
+    ),
+    Variant(
+        "salt",
+        "SALT: frozen pixel-target teacher",
+        ("objective.teacher=frozen",),
+        probed="encoder",
+        objective=True,
+        extra=True,
+        teacher_from="pixels",
+    ),
 )
+RANDOM_INIT = "random_init"
+"""The key of the random-init row: each seed's initial weights (every variant of that seed starts from them)."""
+
+
+def variants(cfg: DemoConfig) -> list[Variant]:
+    """The variants ``cfg`` pretrains, in table order."""
+    return [
+        v for v in VARIANTS if (cfg.objectives or not v.objective) and (cfg.extra_objectives or not v.extra)
+    ]
 
 
 @dataclass(frozen=True)
@@ -126,35 +222,127 @@ class Row:
     """One line of the results table: an encoder read out one way.
 
     Args:
-        key: identifier (used in file names).
+        key: identifier (file names, claims).
         title: the line's label.
-        variant: which encoder.
-        readout: ``attentive`` or ``linear`` (average pooling).
-        fraction: fraction of training labels the probe sees.
+        encoder: a variant key, or ``random_init``; empty for the pixel baseline.
+        readout: ``attentive``, ``linear`` (average pooling) or ``pixels`` (logistic regression on frame
+            differences, no encoder).
+        fraction: fraction of the training labels the probe sees.
     """
 
     key: str
     title: str
-    variant: Variant
-    readout: Literal["attentive", "linear"]
-    fraction: float
+    encoder: str
+    readout: Readout = "attentive"
+    fraction: float = 1.0
 
 
 def table_rows(cfg: DemoConfig) -> list[Row]:
-    by_key = {v.key: v for v in VARIANTS}
-    rows = [Row(v.key, v.title, v, "attentive", 1.0) for v in VARIANTS]
-    rows.append(Row("vjepa_avgpool", "V-JEPA, average pooling + linear", by_key["vjepa"], "linear", 1.0))
     pct = f"{100 * cfg.low_label_fraction:g}%"
-    rows.append(
+    rows = [Row(v.key, v.title, v.key) for v in variants(cfg)]
+    rows.insert(1, Row(RANDOM_INIT, "random init (no pretraining)", RANDOM_INIT))
+    rows += [
+        Row("vjepa_avgpool", "V-JEPA, average pooling + linear", "vjepa", "linear"),
         Row(
             "vjepa_lowlabel",
             f"V-JEPA, attentive, {pct} of labels",
-            by_key["vjepa"],
+            "vjepa",
             "attentive",
             cfg.low_label_fraction,
-        )
-    )
+        ),
+        Row("pixel_baseline", "no encoder: logistic regression on frame differences", "", "pixels"),
+    ]
     return rows
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A statement checked on the demo's numbers.
+
+    Args:
+        text: the statement (with the paper's number when it is the paper's).
+        better: row key expected to be higher.
+        worse: row key expected to be lower.
+        label: which label it is judged on.
+        margin: points ``better`` must lead by for the claim to hold (0: any lead beyond the spreads).
+    """
+
+    text: str
+    better: str
+    worse: str
+    label: Label
+    margin: float = 0.0
+
+
+def claims(cfg: DemoConfig) -> list[Claim]:
+    keys = {r.key for r in table_rows(cfg)}
+    pct = f"{100 * cfg.low_label_fraction:g}%"
+    found = [
+        Claim(
+            "V-JEPA pretraining learns motion a random encoder lacks: its attentive probe beats the same "
+            "architecture at random init on the motion label (the demo's target: by 15 points or more)",
+            "vjepa",
+            RANDOM_INIT,
+            "motion",
+            15.0,
+        ),
+        Claim(
+            "V-JEPA keeps appearance: it beats the random init on the appearance label",
+            "vjepa",
+            RANDOM_INIT,
+            "appearance",
+        ),
+        Claim(
+            "The features add something over pixels: V-JEPA beats logistic regression on frame differences "
+            "(motion)",
+            "vjepa",
+            "pixel_baseline",
+            "motion",
+        ),
+        Claim(
+            "Predicting features beats reconstructing pixels (paper, ViT-L: K400 73.7 vs 68.6, SSv2 66.2 vs 66.0)",
+            "vjepa",
+            "pixels",
+            "motion",
+        ),
+        Claim(
+            "Multi-block masking beats random-tube masking (paper, SSv2: 67.4 vs 46.4)",
+            "vjepa",
+            "random_tube",
+            "motion",
+        ),
+        Claim(
+            "The attentive probe beats average pooling (paper: +16-17 points)",
+            "vjepa",
+            "vjepa_avgpool",
+            "motion",
+        ),
+        Claim(
+            f"Fewer labels cost accuracy ({pct} of the labels vs all; paper: 5% of K400 labels cost ViT-H/16 12 points)",
+            "vjepa",
+            "vjepa_lowlabel",
+            "motion",
+        ),
+        Claim(
+            "V-JEPA + variance-covariance beats the random init on motion", "vjepa_vc", RANDOM_INIT, "motion"
+        ),
+        Claim("V-JEPA + SIGReg beats the random init on motion", "vjepa_sigreg", RANDOM_INIT, "motion"),
+        Claim("Variance-covariance improves on plain V-JEPA (motion)", "vjepa_vc", "vjepa", "motion"),
+        Claim("SIGReg improves on plain V-JEPA (motion)", "vjepa_sigreg", "vjepa", "motion"),
+        Claim(
+            "LeJEPA (online targets + SIGReg) beats the random init on motion",
+            "lejepa",
+            RANDOM_INIT,
+            "motion",
+        ),
+        Claim(
+            "SALT (frozen pixel-target teacher) beats the random init on motion",
+            "salt",
+            RANDOM_INIT,
+            "motion",
+        ),
+    ]
+    return [c for c in found if c.better in keys and c.worse in keys]
 
 
 def command(args: list[str]) -> str:

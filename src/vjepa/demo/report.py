@@ -1,103 +1,54 @@
-"""The demo's report: figures (PNG) and ``report.md`` with the results table, the claims checked against
-it, and the commands behind every row. Every number in it is computed here from the runs' files."""
+"""The demo's report: figures (PNG), ``results.json`` and ``report.md`` with the results table, the claims
+checked against it, how each row was measured, and the commands behind every row. Every number in it is
+computed here from the runs' files."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from vjepa.demo.plan import LABELS, VARIANTS, DemoConfig, Row
+from vjepa.demo.plan import LABELS, RANDOM_INIT, Claim, DemoConfig, Row, claims, variants
 from vjepa.figures import pca_colours, plot_bars, plot_curves, plot_masks, plot_pca, token_states
 from vjepa.grid import TokenGrid
 
 CHANCE = 25.0  # four classes for each label
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One of the paper's claims, checked on the demo's numbers.
-
-    Args:
-        text: the claim, with the paper's number.
-        better: row key expected to be higher.
-        worse: row key expected to be lower.
-        label: which label it is judged on.
-        margin: how many points ``better`` must lead by for the claim to hold (0: any significant lead).
-    """
-
-    text: str
-    better: str
-    worse: str
-    label: str
-    margin: float = 0.0
-
-
-def claims(cfg: DemoConfig) -> list[Claim]:
-    pct = f"{100 * cfg.low_label_fraction:g}%"
-    return [
-        Claim(
-            "V-JEPA pretraining learns motion: its attentive probe beats the random-init encoder on the motion "
-            "label (the demo's target: by 15 points or more)",
-            "vjepa",
-            "random_init",
-            "motion",
-            15.0,
-        ),
-        Claim(
-            "V-JEPA pretraining also helps appearance (paper: frozen V-JEPA is competitive on images)",
-            "vjepa",
-            "random_init",
-            "appearance",
-        ),
-        Claim(
-            "Predicting features beats reconstructing pixels (paper, ViT-L: K400 73.7 vs 68.6, SSv2 66.2 vs 66.0)",
-            "vjepa",
-            "pixels",
-            "motion",
-        ),
-        Claim(
-            "Multi-block masking beats random-tube masking (paper, SSv2: 67.4 vs 46.4)",
-            "vjepa",
-            "random_tube",
-            "motion",
-        ),
-        Claim(
-            "The attentive probe beats average pooling (paper: +16-17 points)",
-            "vjepa",
-            "vjepa_avgpool",
-            "motion",
-        ),
-        Claim(
-            f"Fewer labels cost accuracy ({pct} of the labels vs all; paper: 5% of K400 labels cost ViT-H/16 12 points)",
-            "vjepa",
-            "vjepa_lowlabel",
-            "motion",
-        ),
-    ]
+Results = Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]]
+"""``results[row][label]``: one ``{"top1", "train_top1"}`` per seed (NaN: the probe did not train)."""
 
 
 def summarize(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation) over the probe seeds whose probe trained (NaN: not trained; both
-    NaN when none did)."""
+    """(mean, sample standard deviation) over the seeds whose probe trained (NaN: not trained; both NaN when
+    none did)."""
     trained = [v for v in values if not math.isnan(v)]
     if not trained:
         return math.nan, math.nan
     return statistics.fmean(trained), (statistics.stdev(trained) if len(trained) > 1 else 0.0)
 
 
-def verdict(claim: Claim, results: Mapping[str, Mapping[str, Sequence[float]]]) -> tuple[str, float]:
-    """``held`` / ``did not hold`` / ``reversed``, and the measured lead of ``better`` over ``worse``."""
+def top1(results: Results, row: str, label: str, key: str = "top1") -> list[float]:
+    return [r[key] for r in results[row][label]]
+
+
+def verdict(claim: Claim, results: Results) -> tuple[str, float]:
+    """``held`` / ``did not hold`` / ``reversed``, and the measured lead of ``better`` over ``worse``.
+
+    A claim holds when the lead of the means exceeds both the claim's margin and the sum of the two rows'
+    seed spreads; it is reversed when the other row leads by more than that sum."""
     (m1, s1), (m2, s2) = (
-        summarize(results[claim.better][claim.label]),
-        summarize(results[claim.worse][claim.label]),
+        summarize(top1(results, claim.better, claim.label)),
+        summarize(top1(results, claim.worse, claim.label)),
     )
     lead = m1 - m2
+    if math.isnan(lead):
+        return "not measured", lead
     noise = s1 + s2
     if lead > max(claim.margin, noise):
         return "held", lead
@@ -109,57 +60,53 @@ def verdict(claim: Claim, results: Mapping[str, Mapping[str, Sequence[float]]]) 
 # --------------------------------------------------------------------------------------------------- figures
 
 
-def loss_figures(cfg: DemoConfig, fig_dir: Path) -> list[Path]:
+def _metrics(cfg: DemoConfig, seed: int, key: str) -> list[dict[str, Any]]:
     from vjepa.pretrain.metrics import read_metrics
 
-    series_loss, series_monitor = {}, {}
-    for v in VARIANTS:
-        path = cfg.root / "pretrain" / v.key / "metrics.jsonl"
-        if v.overrides is None or not path.is_file():
-            continue
-        rows = read_metrics(path)
-        steps = [r["step"] for r in rows]
-        series_loss[v.title] = (steps, [r["loss"] for r in rows])
-        if v.key == "vjepa":
-            for key, name in (("pred_std", "prediction std"), ("target_std", "target std")):
-                series_monitor[name] = (steps, [r[key] for r in rows])
-            mon = [r for r in rows if "monitor/rankme" in r]
-            if mon:
-                top = max(r["monitor/rankme_max"] for r in mon)
-                series_monitor["RankMe / max"] = (
-                    [r["step"] for r in mon],
-                    [r["monitor/rankme"] / top for r in mon],
-                )
-    return [
-        plot_curves(
-            series_loss,
-            fig_dir / "pretrain_loss.png",
-            title="pretraining loss (each variant's own objective)",
-            logy=True,
-        ),
-        plot_curves(
-            series_monitor,
-            fig_dir / "collapse_monitors.png",
-            title="V-JEPA collapse monitors (toward 0 = collapse)",
-        ),
+    path = cfg.root / "pretrain" / f"seed{seed}" / key / "metrics.jsonl"
+    return read_metrics(path) if path.is_file() else []
+
+
+def _mean_curve(cfg: DemoConfig, key: str, metric: str) -> tuple[list[int], list[float]]:
+    """``metric`` against step, the mean over the seeds (steps every seed logged)."""
+    per_seed = [
+        {r["step"]: r[metric] for r in _metrics(cfg, s, key) if metric in r} for s in range(cfg.seeds)
     ]
+    steps = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
+    return steps, [statistics.fmean(p[s] for p in per_seed) for s in steps]
 
 
-def _first_val_clip(cfg: DemoConfig) -> np.ndarray:
-    """The first validation video's frames, ``[T, H, W, 3]`` uint8, read through the data layer."""
+def training_figures(cfg: DemoConfig, fig_dir: Path) -> list[Path]:
+    """Loss, RankMe and feature std over pretraining, one curve per variant (mean over seeds)."""
+    todo = variants(cfg)
+    curves = {
+        "loss": ("pretrain_loss.png", "pretraining loss (each variant's own objective)", True),
+        "monitor/rankme": ("rankme.png", "RankMe of pooled target features (falls = collapse)", False),
+        "target_std": ("feature_std.png", "std of the targets over the batch (falls = collapse)", False),
+    }
+    paths = []
+    for metric, (name, title, logy) in curves.items():
+        series = {v.title: _mean_curve(cfg, v.key, metric) for v in todo}
+        series = {k: v for k, v in series.items() if v[0]}
+        paths.append(plot_curves(series, fig_dir / name, title=title, logy=logy))
+    return paths
+
+
+def _first_test_clip(cfg: DemoConfig) -> np.ndarray:
+    """The first test video's frames, ``[T, H, W, 3]`` uint8, read through the data layer."""
     from vjepa.data.decode import VideoReader
     from vjepa.data.index import load_index
 
     record = load_index(str(cfg.root / "data" / "val_motion.csv"))[0]
-    reader = VideoReader(record.path)
-    return reader.read(np.arange(min(cfg.frames, reader.num_frames)))
+    with VideoReader(record.path) as reader:
+        return reader.read_all()[: cfg.frames]
 
 
 def mask_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
     from vjepa.masks import PAPER_SETTINGS, MultiBlockMasks, RandomTubeMasks
 
-    grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size)
-    rng = np.random.default_rng(cfg.seed)
+    grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size, patch_size=cfg.patch_size)
+    rng = np.random.default_rng(0)
     generators = {
         "short-range": MultiBlockMasks(grid, PAPER_SETTINGS[0]),
         "long-range": MultiBlockMasks(grid, PAPER_SETTINGS[1]),
@@ -169,102 +116,183 @@ def mask_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
     for name, gen in generators.items():
         pair = gen(1, rng)
         states[name] = token_states(pair.context[0].numpy(), pair.target[0].numpy(), grid)
-    return plot_masks(frames, states, fig_dir / "masks.png", tubelet_size=2, patch_size=16)
+    return plot_masks(
+        frames,
+        states,
+        fig_dir / "masks.png",
+        tubelet_size=2,
+        patch_size=cfg.patch_size,
+        title="what each mask hides (red: predicted tokens)",
+    )
 
 
 def pca_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
     from vjepa.checkpoint import load_pretrained
     from vjepa.data.transforms import normalize
-    from vjepa.models import build_encoder
+    from vjepa.demo.run import encoder_source
 
     clip = normalize(torch.from_numpy(frames).permute(0, 3, 1, 2).float()).unsqueeze(0)  # [1, 3, T, H, W]
-    torch.manual_seed(cfg.seed)
-    encoders = {"random init": build_encoder(cfg.model, num_frames=cfg.frames, img_size=cfg.size)}
-    export = cfg.root / "pretrain" / "vjepa" / "export"
-    encoders["V-JEPA"] = load_pretrained(export).encoder("target_encoder")
-    grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size)
+    grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size, patch_size=cfg.patch_size)
     rows = {}
     with torch.inference_mode():
-        for name, enc in encoders.items():
-            tokens = enc.eval()(clip)[0].float().numpy()  # [N, D]
-            rows[name] = pca_colours(tokens, grid)
+        for name, key in (("random init", RANDOM_INIT), ("V-JEPA", "vjepa")):
+            checkpoint, which = encoder_source(cfg, key, 0)
+            encoder = load_pretrained(checkpoint).encoder(which).eval()
+            rows[name] = pca_colours(encoder(clip)[0].float().numpy(), grid)  # [N, D] -> colours
     return plot_pca(frames, rows, fig_dir / "pca.png", tubelet_size=2)
 
 
-def accuracy_figure(rows: Sequence[Row], results, fig_dir: Path) -> Path:
-    groups = {label: {row.title: summarize(results[row.key][label]) for row in rows} for label in LABELS}
+def accuracy_figure(rows: Sequence[Row], results: Results, fig_dir: Path) -> Path:
+    groups = {
+        label: {row.title: summarize(top1(results, row.key, label)) for row in rows} for label in LABELS
+    }
     return plot_bars(
-        groups, fig_dir / "accuracy.png", title="probe top-1 on the validation videos", reference=CHANCE
+        groups,
+        fig_dir / "accuracy.png",
+        title="probe top-1 on the test videos (mean ± std over seeds)",
+        reference=CHANCE,
     )
 
 
 # ---------------------------------------------------------------------------------------------------- report
 
 
-def results_table(rows: Sequence[Row], results) -> list[str]:
-    lines = ["| encoder / readout | motion top-1 (%) | appearance top-1 (%) |", "|---|---|---|"]
+def _cell(values: Sequence[float]) -> str:
+    mean, std = summarize(values)
+    failed = sum(math.isnan(v) for v in values)
+    if failed == len(values):
+        return "not trained"
+    return f"{mean:.1f} ± {std:.1f}" + (f" ({failed} of {len(values)} not trained)" if failed else "")
+
+
+def _mean(values: Sequence[float]) -> str:
+    mean = summarize(values)[0]
+    return "-" if math.isnan(mean) else f"{mean:.0f}"
+
+
+def results_table(rows: Sequence[Row], results: Results) -> list[str]:
+    lines = [
+        "| encoder / readout | motion top-1 (%) | appearance top-1 (%) | train top-1 motion / appearance |",
+        "|---|---|---|---|",
+    ]
     for row in rows:
-        cells = []
-        for label in LABELS:
-            values = results[row.key][label]
-            mean, std = summarize(values)
-            failed = sum(math.isnan(v) for v in values)
-            cell = "not trained" if failed == len(values) else f"{mean:.1f} ± {std:.1f}"
-            cells.append(
-                cell + (f" ({failed} of {len(values)} not trained)" if 0 < failed < len(values) else "")
-            )
-        lines.append(f"| {row.title} | {cells[0]} | {cells[1]} |")
+        cells = [_cell(top1(results, row.key, label)) for label in LABELS]
+        train = " / ".join(_mean(top1(results, row.key, lb, "train_top1")) for lb in LABELS)
+        lines.append(f"| {row.title} | {cells[0]} | {cells[1]} | {train} |")
     return lines
+
+
+def _export_meta(cfg: DemoConfig, key: str) -> dict[str, Any]:
+    path = cfg.root / "pretrain" / "seed0" / key / "export" / "config.json"
+    return json.loads(path.read_text()).get("meta", {}) if path.is_file() else {}
+
+
+def encoder_lines(cfg: DemoConfig) -> list[str]:
+    """Which encoder each pretrained row probes, and how much of it is still the initialisation."""
+    lines = [
+        "| variant | probed encoder | share of initial weights in it | RankMe first → last |",
+        "|---|---|---|---|",
+    ]
+    for v in variants(cfg):
+        meta = _export_meta(cfg, v.key)
+        share = meta.get("target_encoder_init_share")
+        if v.probed == "target_encoder":
+            probed = "EMA target encoder (what the paper evaluates)"
+            kept = f"{100 * share:.1f}%" if share is not None else "?"
+        else:
+            probed = "context encoder (no EMA teacher in this variant)"
+            kept = "0% (trained directly)"
+        steps, ranks = _mean_curve(cfg, v.key, "monitor/rankme")
+        measured = [r for r in ranks if not math.isnan(r)]
+        rank = f"{measured[0]:.1f} → {measured[-1]:.1f}" if measured else "not logged (no target encoder)"
+        lines.append(f"| {v.title} | {probed} | {kept} | {rank} |")
+    return lines
+
+
+def _lead(lead: float) -> str:
+    return "n/a" if math.isnan(lead) else f"{lead:+.1f}"
+
+
+def _environment(cfg: DemoConfig) -> str:
+    path = cfg.root / "pretrain" / "seed0" / "vjepa" / "runtime.json"
+    if not path.is_file():
+        return "environment not recorded"
+    env = json.loads(path.read_text())[0]
+    cpu = env.get("cpu", {})
+    precision = env["precision"]
+    return (
+        f"{env['device']}, torch {env['torch']}, kernels {cpu.get('torch_kernels', '?')}, native bf16: "
+        f"{cpu.get('native_bf16', '?')}; pretraining precision {precision['precision']} ({precision['reason']})"
+    )
 
 
 def write_report(
     cfg: DemoConfig,
     rows: Sequence[Row],
-    results: Mapping[str, Mapping[str, Sequence[float]]],
+    results: Results,
     commands: Mapping[str, Sequence[str]],
     steps: int,
+    workers: int,
     times,
-    wall_seconds: float,
+    started: float,
 ) -> Path:
     fig_dir = cfg.root / "figures"
-    frames = _first_val_clip(cfg)
+    frames = _first_test_clip(cfg)
     figures = [
-        *loss_figures(cfg, fig_dir),
+        *training_figures(cfg, fig_dir),
         mask_figure(cfg, frames, fig_dir),
         accuracy_figure(rows, results, fig_dir),
+        pca_figure(cfg, frames, fig_dir),
     ]
-    figures.append(pca_figure(cfg, frames, fig_dir))
     table = results_table(rows, results)
     checked = [(c, *verdict(c, results)) for c in claims(cfg)]
-    threads = torch.get_num_threads()
+    wall = time.perf_counter() - started
+    t_side = cfg.size // cfg.patch_size
     lines = [
         "# V-JEPA on a laptop CPU: the demo report",
         "",
-        f"Synthetic videos ({cfg.num_train} train / {cfg.num_val} validation, {cfg.frames} frames of {cfg.size}x{cfg.size}, "
-        f"object moves every {cfg.hold} frame(s)): the **appearance** label (shape) is visible in any frame, the "
-        "**motion** label (direction) is not, and with the object still inside each 2-frame tubelet it can only be "
-        "read by comparing tokens across time (the Something-Something regime). Chance is 25% for both.",
+        f"**Data.** Synthetic videos ({cfg.num_train} train, {cfg.num_test} test; {cfg.frames} frames of "
+        f"{cfg.size}x{cfg.size}): {cfg.objects} small shapes drift together in one of 4 directions (the **motion** "
+        f"label) at {' or '.join(map(str, cfg.speeds))} pixel(s) per frame, moving every {cfg.hold} frames, so no "
+        "2-frame tubelet shows motion; their shape is the **appearance** label. Chance is 25% for both.",
         "",
-        f"Encoder `{cfg.model}`; every pretraining variant ran {steps} steps of batch {cfg.batch_size} from the same "
-        f"initial weights (the random-init row is exactly those weights). Probes: {cfg.probe_epochs} epochs on frozen, "
-        f"cached features, mean ± standard deviation over {cfg.probe_seeds} probe seeds (the spread covers the "
-        "probes, not pretraining). "
-        f"Wall time {wall_seconds / 60:.1f} min on {threads} CPU thread(s): "
-        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.seconds.items())
+        f"**Pretraining.** A ViT of width {cfg.embed_dim}, depth {cfg.depth}, patch {cfg.patch_size} "
+        f"(tokens {cfg.frames // 2}x{t_side}x{t_side}), predictor {cfg.pred_embed_dim}x{cfg.pred_depth}. Every variant "
+        f"ran {steps} steps of batch {cfg.batch_size} with each of {cfg.seeds} seeds; the runs of one seed start "
+        "from the same weights, and the random-init row is exactly those weights. The EMA momentum starts at "
+        f"1 - 1/({cfg.ema_horizon:g} x steps) so the target encoder learns within the run.",
+        "",
+        f"**Probes.** Frozen features, each row's own head grid (4 learning rates x 2 weight decays, "
+        f"{cfg.probe_epochs}+ epochs, at least {cfg.probe_min_steps} steps), the head and epoch chosen on 20% of "
+        "the training videos held out; the table reports the test videos, mean ± standard deviation over the "
+        "seeds (pretraining seed = probe seed). Train top-1 is the selected head's accuracy on its training "
+        "samples: far above the test accuracy means the probe had what it needed and the features did not "
+        "generalise. *Not trained*: no head of the grid fit its training samples better than chance + 3 binomial "
+        "standard deviations; on frozen features that means they do not carry the label in a form the probe can "
+        "learn (collapsed features do this). Such seeds are left out of the mean and counted in the cell, and a "
+        "claim on a row that no seed measured is *not measured*.",
+        "",
+        f"**Machine.** {_environment(cfg)}. {workers} single-threaded worker process(es). Wall time "
+        f"{wall / 60:.1f} min: "
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.seconds.items() if v)
         + ".",
         "",
         "## Results",
         "",
         *table,
         "",
-        "## The paper's claims at this scale",
+        "## Which encoder each row reads",
+        "",
+        *encoder_lines(cfg),
+        "",
+        "## The claims at this scale",
         "",
         "| claim | measured lead (points) | verdict |",
         "|---|---|---|",
-        *[f"| {c.text} | {lead:+.1f} | {v} |" for c, v, lead in checked],
+        *[f"| {c.text} | {_lead(lead)} | {v} |" for c, v, lead in checked],
         "",
-        "A claim *held* when the lead exceeds the sum of the two rows' probe-seed spreads (and the stated margin); "
-        "*reversed* when the other row leads by that much; otherwise it *did not hold* at this scale.",
+        "A claim *held* when the lead of the means exceeds the sum of the two rows' seed spreads (and the stated "
+        "margin); *reversed* when the other row leads by that much; otherwise it *did not hold* at this scale.",
         "",
         "## Figures",
         "",
@@ -272,20 +300,28 @@ def write_report(
         "",
         "## Reproduce",
         "",
-        "Each row is the output of these commands (probe seed 0; `--set seed=N` for the others; the demo ran "
-        "them through the same library functions):",
+        "Each row is the output of these commands (seed 0; `runtime.seed=N` / `seed=N` and the `seedN` folders "
+        "for the others; the demo ran them through the same library functions). The random-init weights are "
+        "what `vjepa.pretrain.loop.export_initial` writes for the pretraining config of the seed.",
         "",
         "```bash",
         *commands["data"],
     ]
     for row in rows:
-        lines += ["", f"# {row.title}", *commands[row.key]]
+        if row.key in commands:
+            lines += ["", f"# {row.title}", *commands[row.key]]
     lines += ["```", ""]
     report = cfg.root / "report.md"
+    (cfg.root / "results.json").write_text(
+        json.dumps(
+            {"steps": steps, "results": results, "seconds": times.seconds, "wall_seconds": wall}, indent=1
+        )
+        + "\n"
+    )
     report.write_text("\n".join(lines))
     print("\n".join(table))
     print()
     for c, v, lead in checked:
-        print(f"{v:>12}  ({lead:+.1f})  {c.text}")
-    print(f"\nreport: {report}")
+        print(f"{v:>12}  ({_lead(lead)})  {c.text}")
+    print(f"\nwall time {wall / 60:.1f} min; report: {report}")
     return report

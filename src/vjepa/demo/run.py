@@ -1,25 +1,49 @@
-"""``vjepa demo``: synthetic videos -> three pretraining variants at one compute budget (plus the random
-init they start from) -> probes on the motion and the appearance label -> figures and ``report.md``.
+"""``vjepa demo``: synthetic videos -> pretraining variants x seeds at one compute budget (plus the random
+init each seed starts from) -> frozen probes on the motion and the appearance label -> a pixel baseline ->
+figures and ``report.md``.
 
 Every stage calls the same library functions as the ``vjepa`` commands (``make-data``, ``pretrain``,
-``eval``), and the report lists those commands, so each row can be reproduced on its own.
+``eval``), and the report lists those commands, so each row can be reproduced on its own. Independent jobs
+(pretraining runs, then probes) run side by side in single-threaded worker processes (see
+:mod:`vjepa.demo.parallel`).
+
+Layout of ``out_dir``::
+
+    data/                       videos and CSVs (train: pretraining and probe training; val: the test split)
+    init/seed{s}/               the weights every run of seed s starts from (the random-init row)
+    pretrain/seed{s}/{variant}/ pretraining runs (metrics.jsonl, export/)
+    eval/{row}/{label}/seed{s}/ probe runs (metrics.json)
+    cache/                      decoded clips and frozen features
+    figures/, report.md, results.json, demo_config.json
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vjepa.demo.plan import LABELS, VARIANTS, DemoConfig, Row, Variant, command, table_rows
+from vjepa.demo.parallel import Task, run_tasks
+from vjepa.demo.plan import (
+    LABELS,
+    RANDOM_INIT,
+    DemoConfig,
+    Row,
+    Variant,
+    command,
+    table_rows,
+    variants,
+)
 from vjepa.runtime import log
 
-# Share of the budget the pretraining runs get; the rest goes to data, probes, figures.
-PRETRAIN_SHARE = 0.55
-CALIBRATION_STEPS = 3
+PRETRAIN_SHARE = 0.5
+"""Share of ``--budget-minutes`` the pretraining runs get when their steps are calibrated (probes take most of
+the rest)."""
+CALIBRATION_STEPS = 4
 
 
 @dataclass
@@ -32,46 +56,55 @@ class StageTimes:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
-# ------------------------------------------------------------------------------------------------- stages
+def worker_count(cfg: DemoConfig) -> int:
+    """Processes side by side: ``cfg.workers``, else the usable CPUs (at most 4)."""
+    if cfg.workers:
+        return cfg.workers
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, usable))
+
+
+# ----------------------------------------------------------------------------------------------------- data
+
+
+def data_spec(cfg: DemoConfig):
+    from vjepa.data.synthetic import SyntheticSpec
+
+    return SyntheticSpec(
+        num_frames=cfg.frames,
+        size=cfg.size,
+        object_size=cfg.object_size,
+        speeds=cfg.speeds,
+        hold=cfg.hold,
+        num_objects=cfg.objects,
+    )
 
 
 def data_command(cfg: DemoConfig) -> list[str]:
     return [
-        "make-data",
-        "synthetic",
-        str(cfg.root / "data"),
-        "--seed",
-        str(cfg.seed),
-        "--num-train",
-        str(cfg.num_train),
-        "--num-val",
-        str(cfg.num_val),
-        "--size",
-        str(cfg.size),
-        "--frames",
-        str(cfg.frames),
-        "--hold",
-        str(cfg.hold),
-    ]
+        "make-data", "synthetic", str(cfg.root / "data"), "--seed", "0",
+        "--num-train", str(cfg.num_train), "--num-val", str(cfg.num_test), "--size", str(cfg.size),
+        "--frames", str(cfg.frames), "--object-size", str(cfg.object_size), "--hold", str(cfg.hold),
+        "--objects", str(cfg.objects), "--speeds", *map(str, cfg.speeds),
+    ]  # fmt: skip
 
 
 def make_data(cfg: DemoConfig) -> Path:
-    from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
+    from vjepa.data.synthetic import write_synthetic_dataset
 
     root = cfg.root / "data"
-    if (root / "meta.json").is_file():
-        return root
-    spec = SyntheticSpec(
-        num_frames=cfg.frames, size=cfg.size, object_size=max(4, int(cfg.size * 26 / 64)), hold=cfg.hold
-    )
-    write_synthetic_dataset(
-        root, seed=cfg.seed, num_train=cfg.num_train, num_val=cfg.num_val, spec=spec, overwrite=True
-    )
+    if not (root / "meta.json").is_file():
+        write_synthetic_dataset(
+            root, seed=0, num_train=cfg.num_train, num_val=cfg.num_test, spec=data_spec(cfg), overwrite=True
+        )
     return root
 
 
-def pretrain_overrides(cfg: DemoConfig, steps: int) -> list[str]:
-    """The ``--set`` values shared by every pretraining variant (on top of the ``tiny_cpu`` recipe)."""
+# ----------------------------------------------------------------------------------------------- pretraining
+
+
+def pretrain_overrides(cfg: DemoConfig, seed: int, steps: int) -> list[str]:
+    """The ``--set`` values every pretraining variant shares (on top of the ``tiny_cpu`` recipe)."""
     ipe = max(1, math.ceil(steps / 10))
     return [
         "data.source=csv",
@@ -80,128 +113,252 @@ def pretrain_overrides(cfg: DemoConfig, steps: int) -> list[str]:
         f"data.num_frames={cfg.frames}",
         "data.frame_step=1",
         f"data.crop_size={cfg.size}",
+        "data.random_resize_scale=[1.0, 1.0]",  # whole frames: the objects wrap around the torus
+        "data.random_resize_aspect_ratio=[1.0, 1.0]",
+        "data.horizontal_flip=false",
         "data.num_workers=0",
-        f"model.name={cfg.model}",
-        f"model.pred_depth={cfg.pred_depth}",
+        f"data.clip_cache_dir={cfg.root / 'cache' / 'clips'}",
+        "model.name=vit_tiny",
+        f"model.embed_dim={cfg.embed_dim}",
+        f"model.depth={cfg.depth}",
+        f"model.num_heads={cfg.num_heads}",
+        f"model.patch_size={cfg.patch_size}",
         f"model.pred_embed_dim={cfg.pred_embed_dim}",
+        f"model.pred_depth={cfg.pred_depth}",
         "optimization.epochs=10",
         f"optimization.ipe={ipe}",
+        "optimization.ipe_scale=1.0",
         "optimization.warmup=1",
         f"optimization.lr={cfg.lr}",
-        f"optimization.start_lr={cfg.lr / 3}",
-        f"optimization.ema=[{cfg.ema[0]}, {cfg.ema[1]}]",
-        f"logging.log_every={max(1, ipe // 4)}",
-        f"logging.monitor_every={max(1, ipe // 2)}",
+        f"optimization.start_lr={cfg.lr / 10}",
+        f"optimization.ema_horizon={cfg.ema_horizon}",
+        f"logging.log_every={max(1, ipe // 2)}",
+        f"logging.monitor_every={max(1, ipe)}",
         f"logging.checkpoint_every={10 * ipe}",
         "logging.tensorboard=false",
-        "runtime.device=auto",
-        f"runtime.seed={cfg.seed}",
-        *([f"runtime.threads={cfg.threads}"] if cfg.threads else []),
+        "logging.progress_bar=false",
+        "runtime.device=cpu",
+        "runtime.threads=1",
+        f"runtime.seed={seed}",
     ]
 
 
-def pretrain_command(cfg: DemoConfig, variant: Variant, steps: int) -> list[str]:
-    overrides = pretrain_overrides(cfg, steps) + list(variant.overrides or ())
-    args = ["pretrain", "tiny_cpu", "--run-dir", str(cfg.root / "pretrain" / variant.key)]
-    for o in overrides:
+def run_dir(cfg: DemoConfig, seed: int, key: str) -> Path:
+    return cfg.root / "pretrain" / f"seed{seed}" / key
+
+
+def variant_overrides(cfg: DemoConfig, variant: Variant, seed: int, steps: int) -> list[str]:
+    """Every ``--set`` value of one pretraining run."""
+    teacher = []
+    if variant.teacher_from:
+        teacher = [f"objective.teacher_checkpoint={run_dir(cfg, seed, variant.teacher_from) / 'export'}"]
+    return [*pretrain_overrides(cfg, seed, steps), *variant.overrides, *teacher]
+
+
+def pretrain_command(cfg: DemoConfig, variant: Variant, seed: int, steps: int) -> list[str]:
+    args = ["pretrain", "tiny_cpu", "--run-dir", str(run_dir(cfg, seed, variant.key))]
+    for o in variant_overrides(cfg, variant, seed, steps):
         args += ["--set", o]
     return args
 
 
-def run_pretrain(
-    cfg: DemoConfig, variant: Variant, steps: int, run_dir: Path | None = None, extra: tuple[str, ...] = ()
-) -> Path:
-    """Pretrain one variant; returns its exported checkpoint folder (kept if a finished run left it)."""
+def _variant(key: str) -> Variant:
+    from vjepa.demo.plan import VARIANTS
+
+    return next(v for v in VARIANTS if v.key == key)
+
+
+def run_pretrain(cfg: DemoConfig, key: str, seed: int, steps: int) -> str:
+    """Pretrain one variant with one seed (quietly: a worker process); returns its export folder. A finished
+    run is kept, an interrupted one started over (the demo owns this folder)."""
+    import contextlib
+    import io
+
     from vjepa.pretrain.config import load_run_config
     from vjepa.pretrain.loop import pretrain
 
-    run_dir = run_dir or cfg.root / "pretrain" / variant.key
-    overrides = pretrain_overrides(cfg, steps) + list(variant.overrides or ()) + list(extra)
-    config, run_dir = load_run_config("tiny_cpu", overrides, run_dir, False)
-    export = run_dir / "export"
+    folder = run_dir(cfg, seed, key)
+    export = folder / "export"
     if (export / "config.json").is_file():
-        return export
-    if run_dir.exists():  # an interrupted earlier attempt: start over (the demo owns this folder)
-        shutil.rmtree(run_dir)
-    pretrain(config, run_dir)
-    return export
+        return str(export)
+    shutil.rmtree(folder, ignore_errors=True)
+    config, folder = load_run_config(
+        "tiny_cpu", variant_overrides(cfg, _variant(key), seed, steps), folder, False
+    )
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        try:
+            pretrain(config, folder)
+        except Exception:
+            print(printed.getvalue()[-4000:])
+            raise
+    return str(export)
 
 
-def calibrate_steps(cfg: DemoConfig, budget_seconds: float) -> tuple[int, float]:
-    """Steps per variant that fit the pretraining share of the budget, from a short timed run."""
+def export_init(cfg: DemoConfig, seed: int, steps: int) -> Path:
+    """The random-init row's weights: exactly those every pretraining run of ``seed`` starts from."""
+    from vjepa.pretrain.config import load_run_config
+    from vjepa.pretrain.loop import export_initial
+
+    out = cfg.root / "init" / f"seed{seed}"
+    if not (out / "config.json").is_file():
+        config, _ = load_run_config("tiny_cpu", pretrain_overrides(cfg, seed, steps), None, False)
+        export_initial(config, out)
+    return out
+
+
+def calibrate_steps(cfg: DemoConfig, budget_seconds: float, workers: int) -> tuple[int, float]:
+    """Steps per run that fit ``PRETRAIN_SHARE`` of the budget, from a short timed run of plain V-JEPA
+    (``cfg.pretrain_steps`` when set; then the seconds per step are NaN)."""
     if cfg.pretrain_steps is not None:
-        return cfg.pretrain_steps, float("nan")
-    probe_dir = cfg.root / "calibration"
-    shutil.rmtree(probe_dir, ignore_errors=True)
+        return cfg.pretrain_steps, math.nan
+    from vjepa.pretrain.config import load_run_config
+    from vjepa.pretrain.loop import pretrain
     from vjepa.pretrain.metrics import read_metrics
 
-    timed = ("optimization.epochs=1", f"optimization.ipe={CALIBRATION_STEPS + 1}", "optimization.warmup=0")
-    run_pretrain(cfg, VARIANTS[0], CALIBRATION_STEPS + 1, probe_dir, (*timed, "logging.log_every=1"))
-    rows = read_metrics(probe_dir / "metrics.jsonl")
-    per_step = sorted(r["step_time_s"] for r in rows if r["step"] > 0)  # step 0 includes warm-up costs
-    seconds = per_step[len(per_step) // 2]
-    shutil.rmtree(probe_dir, ignore_errors=True)
-    pretrained = sum(1 for v in VARIANTS if v.overrides is not None)
-    steps = int(PRETRAIN_SHARE * budget_seconds / (pretrained * seconds))
-    return max(cfg.min_steps, steps), seconds
+    folder = cfg.root / "calibration"
+    shutil.rmtree(folder, ignore_errors=True)
+    timed = [
+        *pretrain_overrides(cfg, 0, CALIBRATION_STEPS),
+        "optimization.epochs=1",
+        f"optimization.ipe={CALIBRATION_STEPS}",
+        "optimization.warmup=0",
+        "logging.log_every=1",
+        "logging.export=false",
+    ]
+    import contextlib
+    import io
+
+    import torch
+
+    config, folder = load_run_config("tiny_cpu", timed, folder, False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            pretrain(config, folder)
+    finally:
+        torch.set_num_threads(threads)
+    per_step = sorted(r["step_time_s"] for r in read_metrics(folder / "metrics.jsonl") if r["step"] > 0)
+    seconds = per_step[len(per_step) // 2]  # step 0 carries the warm-up
+    shutil.rmtree(folder, ignore_errors=True)
+    runs = cfg.seeds * len(variants(cfg))
+    steps = int(PRETRAIN_SHARE * budget_seconds * workers / (runs * seconds))
+    return max(10, steps), seconds
 
 
-def eval_command(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[str]:
-    args = ["eval", f"synthetic_{label}"]
-    for o in eval_overrides(cfg, row, label, seed):
+# ---------------------------------------------------------------------------------------------------- probes
+
+
+def encoder_source(cfg: DemoConfig, encoder: str, seed: int) -> tuple[Path, str]:
+    """(checkpoint folder, which encoder of it) the probes of ``encoder`` read for ``seed``."""
+    if encoder == RANDOM_INIT:
+        return cfg.root / "init" / f"seed{seed}", "encoder"
+    return run_dir(cfg, seed, encoder) / "export", _variant(encoder).probed
+
+
+def probe_overrides(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[str]:
+    checkpoint, which = encoder_source(cfg, row.encoder, seed)
+    data = cfg.root / "data"
+    return [
+        f"encoder.checkpoint={checkpoint}",
+        f"encoder.which={which}",
+        f"data.train={data / f'train_{label}.csv'}",
+        f"data.val={data / f'val_{label}.csv'}",
+        f"data.frames_per_clip={cfg.frames}",
+        "data.frame_step=1",
+        f"data.resolution={cfg.size}",
+        "data.num_workers=0",
+        "data.clip_cache=true",  # every probe job reads the same videos
+        f"data.clip_cache_dir={cfg.root / 'cache' / 'clips'}",
+        f"probe.kind={row.readout}",
+        f"optimization.epochs={cfg.probe_epochs}",
+        f"optimization.batch_size={cfg.probe_batch_size}",
+        f"optimization.min_steps={cfg.probe_min_steps}",
+        f"label_fractions=[{row.fraction}]",
+        f"cache.dir={cfg.root / 'cache' / 'features' / row.encoder / f'seed{seed}' / label}",
+        f"output_dir={cfg.root / 'eval' / row.key / label / f'seed{seed}'}",
+        f"seed={seed}",
+        "device=cpu",
+        "threads=1",
+    ]
+
+
+def probe_command(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[str]:
+    args = ["eval", "video_csv"]
+    for o in probe_overrides(cfg, row, label, seed):
         args += ["--set", o]
     return args
 
 
-def eval_overrides(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[str]:
-    data = cfg.root / "data"
-    overrides = row.variant.overrides
-    if overrides is None:  # the exact weights every pretraining run starts from: same size, same seed
-        encoder = ["encoder.checkpoint=null", f"encoder.model={cfg.model}", f"encoder.init_seed={cfg.seed}"]
-    else:
-        pixels = "objective.target=pixels" in overrides  # no target encoder: read the context encoder
-        encoder = [
-            f"encoder.checkpoint={cfg.root / 'pretrain' / row.variant.key / 'export'}",
-            f"encoder.which={'encoder' if pixels else 'target_encoder'}",
-        ]
-    return [
-        *encoder,
-        f"data.train={data / f'train_{label}.csv'}",
-        f"data.val={data / f'val_{label}.csv'}",
-        f"data.frames_per_clip={cfg.frames}",
-        f"data.resolution={cfg.size}",
-        f"probe.kind={row.readout}",
-        f"optimization.epochs={cfg.probe_epochs}",
-        f"optimization.min_steps={cfg.probe_min_steps}",
-        f"optimization.lr=[{cfg.probe_lr}]",
-        f"label_fractions=[{row.fraction}]",
-        f"cache.dir={cfg.root / 'cache' / label}",
-        f"output_dir={cfg.root / 'eval' / row.key / label / f'seed{seed}'}",
-        f"seed={seed}",
-        "device=auto",
-        *([f"threads={cfg.threads}"] if cfg.threads else []),
-    ]
+def run_probes(cfg: DemoConfig, rows: list[Row], label: str, seed: int) -> dict[str, dict[str, float]]:
+    """The probes of ``rows`` (one encoder: they share its feature cache, so they run one after the other
+    in one worker) on ``label``; ``{row key: {"top1", "train_top1"}}`` (NaN where no head trained). A
+    finished probe's result is read back, not recomputed."""
+    import contextlib
+    import io
 
-
-def run_probe(cfg: DemoConfig, row: Row, label: str, seed: int) -> float:
-    """Top-1 (%) of the selected probe head on the validation set, NaN when no head trained; an existing
-    result is read back, not recomputed."""
     from vjepa.probe.config import load_eval_config
     from vjepa.probe.loop import run_eval
     from vjepa.probe.selection import ProbeNotTrainedError
 
-    out = cfg.root / "eval" / row.key / label / f"seed{seed}" / "metrics.json"
-    if not out.is_file():
-        config, source = load_eval_config(f"synthetic_{label}", eval_overrides(cfg, row, label, seed))
-        try:
-            run_eval(config, source)
-        except ProbeNotTrainedError as err:
-            log(None, f"WARNING: {err}")
-    top1 = json.loads(out.read_text())["selected"][0]["top1"]
-    return float("nan") if top1 is None else float(top1)
+    results = {}
+    for row in rows:
+        out = cfg.root / "eval" / row.key / label / f"seed{seed}" / "metrics.json"
+        if not out.is_file():
+            shutil.rmtree(out.parent, ignore_errors=True)
+            config, source = load_eval_config("video_csv", probe_overrides(cfg, row, label, seed))
+            # A probe that did not train still writes metrics.json ("not_trained"); the report shows it.
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(ProbeNotTrainedError):
+                run_eval(config, source)
+        selected = json.loads(out.read_text())["selected"][0]
+        results[row.key] = {
+            k: math.nan if selected.get(k) is None else float(selected[k]) for k in ("top1", "train_top1")
+        }
+    return results
 
 
-# --------------------------------------------------------------------------------------------------- main
+# -------------------------------------------------------------------------------------------- pixel baseline
+
+
+def _clips(index: str):
+    """``[M, 3, T, H, W]`` float clips in [0, 1] and ``[M]`` labels of an index."""
+    import numpy as np
+    import torch
+
+    from vjepa.data.decode import VideoReader
+    from vjepa.data.index import load_index
+
+    records = load_index(index)
+    frames = []
+    for record in records:
+        with VideoReader(record.path) as reader:
+            frames.append(reader.read_all())
+    clips = torch.from_numpy(np.stack(frames)).permute(0, 4, 1, 2, 3).float() / 255
+    return clips, torch.tensor([r.label for r in records])
+
+
+def run_pixel_baseline(cfg: DemoConfig, label: str) -> list[dict[str, float]]:
+    """Logistic regression on frame differences for ``label``, one fit per seed (the seed picks the same
+    held-out selection split as the probes'): ``[{"top1", "train_top1"} per seed]``."""
+    from vjepa.demo.pixels import fit_logistic, frame_differences
+    from vjepa.probe.data import holdout_split
+
+    data = cfg.root / "data"
+    train_clips, train_labels = _clips(str(data / f"train_{label}.csv"))
+    test_clips, test_labels = _clips(str(data / f"val_{label}.csv"))
+    x, xt = frame_differences(train_clips), frame_differences(test_clips)
+    classes = int(train_labels.max()) + 1
+    out = []
+    for seed in range(cfg.seeds):
+        base, held = holdout_split(train_labels.numpy(), 0.2, seed)
+        best, _ = fit_logistic(
+            (x[base], train_labels[base]), (x[held], train_labels[held]), (xt, test_labels), classes
+        )
+        out.append({"top1": best.test, "train_top1": best.train})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ main
 
 
 def run_demo(cfg: DemoConfig) -> Path:
@@ -213,9 +370,11 @@ def run_demo(cfg: DemoConfig) -> Path:
         raise FileExistsError(f"{root} already holds a finished demo (report.md); choose another --out")
     root.mkdir(parents=True, exist_ok=True)
     (root / "demo_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    budget = 60.0 * cfg.budget_minutes
     start = time.perf_counter()
     times = StageTimes()
+    workers = worker_count(cfg)
+    seeds = range(cfg.seeds)
+    todo = variants(cfg)
 
     t = time.perf_counter()
     log(None, f"[1/4] synthetic data -> {root / 'data'}")
@@ -223,40 +382,65 @@ def run_demo(cfg: DemoConfig) -> Path:
     times.add("data", t)
 
     t = time.perf_counter()
-    steps, step_seconds = calibrate_steps(cfg, budget - (time.perf_counter() - start))
+    steps, step_seconds = calibrate_steps(cfg, 60.0 * cfg.budget_minutes, workers)
+    for seed in seeds:
+        export_init(cfg, seed, steps)
+    calibrated = f", calibrated at {step_seconds:.2f} s/step" if not math.isnan(step_seconds) else ""
     log(
         None,
-        f"[2/4] pretraining {len(VARIANTS) - 1} variants x {steps} steps"
-        + (f" (calibrated at {step_seconds:.2f} s/step)" if cfg.pretrain_steps is None else ""),
+        f"[2/4] pretraining {len(todo)} variants x {cfg.seeds} seeds x {steps} steps "
+        f"on {workers} single-threaded worker(s){calibrated}",
     )
-    for variant in VARIANTS:
-        if variant.overrides is not None:  # the random init needs no run: eval rebuilds it from the seed
-            log(None, f"  - {variant.title}")
-            run_pretrain(cfg, variant, steps)
+    for wave in (
+        [v for v in todo if not v.teacher_from],
+        [v for v in todo if v.teacher_from],  # students of a frozen teacher trained in the first wave
+    ):
+        tasks = [Task(f"{v.key}/seed{s}", run_pretrain, (cfg, v.key, s, steps)) for s in seeds for v in wave]
+        if tasks:
+            run_tasks(tasks, workers, "pretraining run")
     times.add("pretrain", t)
 
     t = time.perf_counter()
     rows = table_rows(cfg)
-    results: dict[str, dict[str, list[float]]] = {}
-    total = len(rows) * len(LABELS) * cfg.probe_seeds
-    done = 0
+    by_encoder: dict[str, list[Row]] = {}
     for row in rows:
-        for label in LABELS:
-            for seed in range(cfg.probe_seeds):
-                done += 1
-                log(None, f"[3/4] probe {done}/{total}: {row.title} / {label} / seed {seed}")
-                results.setdefault(row.key, {}).setdefault(label, []).append(run_probe(cfg, row, label, seed))
+        if row.readout != "pixels":
+            by_encoder.setdefault(row.encoder, []).append(row)
+    order = sorted(by_encoder, key=lambda e: -len(by_encoder[e]))
+    # The pixel baseline first: its jobs are the longest. Then the encoders with the most rows.
+    tasks = [Task(f"pixel_baseline/{label}", run_pixel_baseline, (cfg, label)) for label in LABELS]
+    tasks += [
+        Task(f"{enc}/{label}/seed{s}", run_probes, (cfg, by_encoder[enc], label, s))
+        for enc in order
+        for s in seeds
+        for label in LABELS
+    ]
+    log(
+        None,
+        f"[3/4] {len(tasks)} probe jobs: {len(rows) - 1} rows x {len(LABELS)} labels x {cfg.seeds} seeds, and "
+        "the pixel baseline (logistic regression on frame differences)",
+    )
+    done = run_tasks(tasks, workers, "probe job")
+    results: dict[str, dict[str, list[dict[str, float]]]] = {
+        "pixel_baseline": {label: done[f"pixel_baseline/{label}"] for label in LABELS}
+    }
+    for enc in order:
+        for s in seeds:
+            for label in LABELS:
+                for key, value in done[f"{enc}/{label}/seed{s}"].items():
+                    results.setdefault(key, {}).setdefault(label, []).append(value)
     times.add("probes", t)
 
     t = time.perf_counter()
     log(None, "[4/4] figures and report")
     commands: dict[str, list[str]] = {"data": [command(data_command(cfg))]}
     for row in rows:
+        if row.readout == "pixels":
+            continue
         cmds = []
-        if row.variant.overrides is not None:
-            cmds.append(command(pretrain_command(cfg, row.variant, steps)))
-        cmds += [command(eval_command(cfg, row, label, 0)) for label in LABELS]
+        if row.encoder != RANDOM_INIT and row.key == row.encoder:
+            cmds.append(command(pretrain_command(cfg, _variant(row.encoder), 0, steps)))
+        cmds += [command(probe_command(cfg, row, label, 0)) for label in LABELS]
         commands[row.key] = cmds
-    report = write_report(cfg, rows, results, commands, steps, times, time.perf_counter() - start)
-    times.add("report", t)
+    report = write_report(cfg, rows, results, commands, steps, workers, times, start)
     return report

@@ -30,6 +30,8 @@ def build_encoder(
     positions: PositionScheme | None = None,
     num_heads: int | None = None,
     rope_grid: RopeGrid = "clip",
+    embed_dim: int | None = None,
+    depth: int | None = None,
 ) -> VideoEncoder:
     """A freshly initialized encoder of a named size (``tiny``, ``small``, ..., ``gigantic``; sin-cos
     positions, 224 pixels) or V-JEPA 2 model (``vjepa2_vit_large``, ``vjepa2_vit_huge``, ``vjepa2_vit_giant``
@@ -45,6 +47,8 @@ def build_encoder(
             positions=positions,
             num_heads=num_heads,
             rope_grid=rope_grid,
+            embed_dim=embed_dim,
+            depth=depth,
         )
     )
 

@@ -242,6 +242,8 @@ def encoder_config(
     positions: PositionScheme | None = None,
     num_heads: int | None = None,
     rope_grid: RopeGrid = "clip",
+    embed_dim: int | None = None,
+    depth: int | None = None,
 ) -> EncoderConfig:
     """The config of a named size (``tiny`` .. ``gigantic``) or V-JEPA 2 model (``vjepa2_vit_large`` ..) for
     clips of ``num_frames`` x ``img_size``^2.
@@ -251,14 +253,16 @@ def encoder_config(
         img_size: None: 224 for named sizes, the native resolution (256 or 384) for V-JEPA 2 models.
         positions: None: ``sincos`` for named sizes, ``rope`` for V-JEPA 2 models.
         num_heads: None: the size's (V-JEPA 2's giant: 22).
+        embed_dim, depth: None: the size's; set them for a smaller ViT than the named ones (e.g. the demo's
+            64-wide, 4-deep encoder for CPU runs of minutes).
         num_frames, patch_size, tubelet_size, uniform_power, rope_grid: see :class:`EncoderConfig`.
     """
     key = canonical_name(name)
     preset = VJEPA2_MODELS.get(key)
     size = MODEL_SIZES[preset.size if preset else key]
     return EncoderConfig(
-        embed_dim=size.embed_dim,
-        depth=size.depth,
+        embed_dim=embed_dim or size.embed_dim,
+        depth=depth or size.depth,
         num_heads=num_heads or (preset and preset.num_heads) or size.num_heads,
         mlp_ratio=size.mlp_ratio,
         patch_size=patch_size or size.patch_size,

@@ -8,6 +8,7 @@ it changes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,6 +23,10 @@ DataSource = Literal["synthetic", "csv"]
 MaskKindName = Literal["multiblock", "random_tube", "causal"]
 TruncationName = Literal["official", "random"]
 TargetKind = Literal["features", "pixels"]
+TeacherKind = Literal["ema", "frozen", "online"]
+RegularizerKind = Literal["none", "vc", "sigreg"]
+RegularizedPart = Literal["context", "pooled", "predictions"]
+TeacherWeights = Literal["target_encoder", "encoder"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 MetricsFormat = Literal["jsonl", "csv"]
 LRScheduleName = Literal["warmup_cosine", "linear_decay", "wsd"]
@@ -158,6 +163,10 @@ class ModelConfig:
         name: encoder size (``vit_tiny`` .. ``vit_gigantic``) or V-JEPA 2 model (``vjepa2_vit_large`` ..
             ``vjepa2_vit_giant``); see ``vjepa models``.
         positions: ``sincos`` (V-JEPA) or ``rope`` (V-JEPA 2); None: the name's (``rope`` for ``vjepa2_*``).
+        embed_dim: encoder width (None: the size's); with ``depth`` and ``num_heads``, a ViT smaller than the
+            named sizes, e.g. the demo's 64-wide, 4-deep encoder.
+        depth: encoder blocks (None: the size's).
+        num_heads: encoder heads (None: the size's).
         patch_size: spatial patch side (None: the size's default, 16).
         tubelet_size: frames per tubelet.
         uniform_power: position-table layout (True in every released model).
@@ -175,6 +184,9 @@ class ModelConfig:
 
     name: str = "vit_large"
     positions: PositionsName | None = None
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
     patch_size: int | None = None
     tubelet_size: int = 2
     uniform_power: bool = True
@@ -190,7 +202,9 @@ class ModelConfig:
 
         self.name = canonical_name(self.name)
         _positive(self, "tubelet_size", "pred_depth", "pred_embed_dim")
-        check_range(self, "patch_size", "pred_num_heads", low=1, optional=True)
+        check_range(
+            self, "patch_size", "pred_num_heads", "embed_dim", "depth", "num_heads", low=1, optional=True
+        )
 
 
 @dataclass
@@ -212,6 +226,11 @@ class OptimizationConfig:
         weight_decay: weight decay at step 0.
         final_weight_decay: weight decay at the end of the schedule (cosine in between).
         ema: EMA momentum at the start and the end of the schedule (linear in between).
+        ema_horizon: when set, the start momentum follows the run's length instead of ``ema[0]``: the EMA's
+            time constant ``1 / (1 - m)`` at step 0 is this fraction of the schedule's steps, i.e.
+            ``m_0 = 1 - 1 / (ema_horizon * ipe_scale * epochs * ipe)``. The paper's 0.998 over 112,500 steps is
+            a horizon of 0.0044; short CPU runs need a longer one (e.g. 0.05) or their target encoder keeps
+            most of its initial weights (see :meth:`vjepa.pretrain.schedules.Schedules.initial_weight_share`).
         betas: AdamW betas.
         eps: AdamW epsilon.
         clip_grad: max gradient norm, applied separately to the encoder and the predictor once the epoch
@@ -233,6 +252,7 @@ class OptimizationConfig:
     weight_decay: float = 0.04
     final_weight_decay: float = 0.4
     ema: tuple[float, float] = (0.998, 1.0)
+    ema_horizon: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     clip_grad: float | None = 10.0
@@ -252,6 +272,10 @@ class OptimizationConfig:
             raise ValueError(f"warmup must be >= 0 epochs, got {self.warmup}")
         if not all(0.0 <= m <= 1.0 for m in self.ema):
             raise ValueError(f"ema momenta must lie in [0, 1], got {list(self.ema)}")
+        if self.ema_horizon is not None and not 0 < self.ema_horizon <= 1:
+            raise ValueError(
+                f"ema_horizon must lie in (0, 1] (a fraction of the run), got {self.ema_horizon}"
+            )
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise ValueError(f"clip_grad must be positive or null, got {self.clip_grad}")
         check_range(self, "lr", "eps", low=0, low_open=True)
@@ -275,22 +299,79 @@ class OptimizationConfig:
 
 
 @dataclass
-class ObjectiveConfig:
-    """What is predicted and how it is scored.
+class RegularizerConfig:
+    """An anti-collapse term added to the prediction loss (see :mod:`vjepa.pretrain.regularizers` and
+    docs/objectives.md). ``none`` leaves the paper's objective unchanged, bit for bit.
 
     Args:
-        target: ``features`` (V-JEPA: layer-normed features of the EMA target encoder) or ``pixels`` (the
+        kind: ``none``; ``vc`` (variance-covariance, VICReg / VJ-VCR); ``sigreg`` (LeJEPA's sketched isotropic
+            Gaussian regulariser).
+        applies_to: which embeddings it constrains: ``context`` (the context encoder's output tokens of every mask
+            setting, each token a sample, centred per token position), ``pooled`` (those tokens averaged per
+            clip and mask setting, each clip a sample) or ``predictions`` (the predictor's outputs, each
+            predicted token a sample, centred per position).
+        weight: weight of the variance term (``vc``) or of the statistic (``sigreg``).
+        cov_weight: weight of the covariance term (``vc`` only).
+        gamma: the std every dimension should reach (``vc`` only).
+        slices: random directions per step (``sigreg`` only).
+    """
+
+    kind: RegularizerKind = "none"
+    applies_to: RegularizedPart = "context"
+    weight: float = 1.0
+    cov_weight: float = 0.04
+    gamma: float = 1.0
+    slices: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("weight", "cov_weight", "gamma"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"regularizer.{name} must be a finite number >= 0, got {value}")
+        if self.slices < 1:
+            raise ValueError(f"regularizer.slices must be >= 1, got {self.slices}")
+
+
+@dataclass
+class ObjectiveConfig:
+    """What is predicted, from which teacher, and how it is scored.
+
+    Args:
+        target: ``features`` (V-JEPA: layer-normed features of the teacher encoder) or ``pixels`` (the
             VideoMAE-style baseline: per-patch normalized pixels of the masked tubelets, through a linear head
-            on the predictor; no target encoder).
+            on the predictor; no teacher).
         loss_exp: per-element loss ``|p - t|^loss_exp / loss_exp`` (1: the paper's L1).
+        teacher: where feature targets come from: ``ema`` (the paper: an EMA copy of the encoder, no
+            gradient); ``frozen`` (a fixed encoder: ``teacher_checkpoint``'s, e.g. a pixel-target run as in
+            SALT, or the initial weights when it is null; never updated); ``online`` (the encoder itself on the
+            full clip, gradients flowing through the targets too, as LeJEPA; it needs a regulariser, since
+            nothing else stops the trivial constant solution).
+        teacher_checkpoint: checkpoint of a ``frozen`` teacher (an export folder, a run folder or an official
+            file); its width must equal the encoder's.
+        teacher_which: which encoder of ``teacher_checkpoint``: ``target_encoder`` or ``encoder``; null takes
+            the target encoder when the checkpoint has one, else the encoder (pixel-target runs have only that).
+        regularizer: an anti-collapse term (default none).
     """
 
     target: TargetKind = "features"
     loss_exp: float = 1.0
+    teacher: TeacherKind = "ema"
+    teacher_checkpoint: str | None = None
+    teacher_which: TeacherWeights | None = None
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
 
     def __post_init__(self) -> None:
         if self.loss_exp <= 0:
             raise ValueError(f"loss_exp must be positive, got {self.loss_exp}")
+        if self.teacher_checkpoint is not None and self.teacher != "frozen":
+            raise ValueError("teacher_checkpoint is only used with teacher=frozen")
+        if self.target == "pixels" and self.teacher != "ema":
+            raise ValueError("pixel targets have no teacher: leave objective.teacher at its default")
+        if self.teacher == "online" and self.regularizer.kind == "none":
+            raise ValueError(
+                "teacher=online needs a regularizer (objective.regularizer.kind=vc or sigreg): with gradients "
+                "through the targets nothing else stops every clip from mapping to one constant"
+            )
 
 
 @dataclass
@@ -390,7 +471,12 @@ def _check_clip_fits_model(data: DataConfig, model: ModelConfig) -> None:
             "data.crop_size",
             f"({data.crop_size}) must be a multiple of the patch size ({patch}, model.patch_size)",
         )
-    heads = model.pred_num_heads or size.num_heads
+    width, enc_heads = model.embed_dim or size.embed_dim, model.num_heads or size.num_heads
+    if width % enc_heads:
+        raise InvalidValue(
+            "model.embed_dim", f"({width}) must be a multiple of the encoder's head count ({enc_heads})"
+        )
+    heads = model.pred_num_heads or model.num_heads or size.num_heads
     if model.pred_embed_dim % heads:
         raise InvalidValue(
             "model.pred_embed_dim",

@@ -20,18 +20,18 @@ import hashlib
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from vjepa.checkpoint import CheckpointError, save_pretrained
-from vjepa.config import save_config, to_dict
+from vjepa.checkpoint import CheckpointError, load_pretrained, save_pretrained
+from vjepa.config import ConfigError, save_config, to_dict
 from vjepa.grid import TokenGrid
 from vjepa.masks import MaskedBatch
-from vjepa.models import build_encoder, build_predictor
+from vjepa.models import VideoEncoder, build_encoder, build_predictor
 from vjepa.pretrain.config import PretrainConfig
 from vjepa.pretrain.data import build_stream
 from vjepa.pretrain.distributed import (
@@ -99,6 +99,8 @@ class StepResult:
         grad_norm_predictor: the predictor's (with the pixel head) gradient norm before clipping.
         clipped: whether clipping was active.
         output: the last micro-batch's objective output (for the monitors), detached.
+        prediction_loss: the prediction loss alone (``loss`` without the regulariser's terms).
+        terms: the regulariser's weighted terms by name, averaged like ``loss`` (empty without one).
     """
 
     loss: float
@@ -110,6 +112,8 @@ class StepResult:
     grad_norm_predictor: float
     clipped: bool
     output: ObjectiveOutput
+    prediction_loss: float = float("nan")
+    terms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,6 +182,9 @@ def build_objective(config: PretrainConfig) -> JEPAObjective:
         tubelet_size=m.tubelet_size,
         uniform_power=m.uniform_power,
         positions=m.positions,
+        num_heads=m.num_heads,
+        embed_dim=m.embed_dim,
+        depth=m.depth,
     )
     predictor = build_predictor(
         encoder,
@@ -187,11 +194,45 @@ def build_objective(config: PretrainConfig) -> JEPAObjective:
         num_mask_tokens=1 if m.pred_mask_tokens == "shared" else config.masks.num_settings,
         zero_init_mask_tokens=m.zero_init_mask_tokens,
     )
-    features = config.objective.target == "features"
-    target_encoder = copy.deepcopy(encoder) if features else None
     return JEPAObjective(
-        encoder, predictor, target_encoder, config.objective.loss_exp, config.objective.target
+        encoder,
+        predictor,
+        build_teacher(config, encoder),
+        config.objective.loss_exp,
+        config.objective.target,
+        config.objective.teacher,
+        config.objective.regularizer,
     )
+
+
+def build_teacher(config: PretrainConfig, encoder: VideoEncoder) -> VideoEncoder | None:
+    """The target encoder of ``objective.teacher``: an exact copy of the encoder (``ema``, and ``frozen``
+    without a checkpoint), the encoder of ``teacher_checkpoint`` (``frozen``), or None (pixel targets, the
+    ``online`` teacher)."""
+    obj = config.objective
+    if obj.target != "features" or obj.teacher == "online":
+        return None
+    if obj.teacher == "ema" or obj.teacher_checkpoint is None:
+        return copy.deepcopy(encoder)
+    pretrained = load_pretrained(obj.teacher_checkpoint)
+    which = obj.teacher_which or ("target_encoder" if "target_encoder" in pretrained.models else "encoder")
+    teacher = pretrained.encoder(which)
+    if teacher.embed_dim != encoder.embed_dim:
+        raise ConfigError(
+            f"objective.teacher_checkpoint={obj.teacher_checkpoint}: its {which} is {teacher.embed_dim} wide, "
+            f"the encoder {encoder.embed_dim}; a frozen teacher must have the encoder's width"
+        )
+    return teacher
+
+
+def export_initial(config: PretrainConfig, out_dir: str | Path) -> Path:
+    """Export the encoder a run of ``config`` starts from (seeded and built exactly as :func:`fit` does), in
+    the format of a run's ``export/``: the random-init baseline of an ablation, bit-identical to the
+    initial weights of every run of the same model config and ``runtime.seed``."""
+    seed_everything(config.runtime.seed)
+    encoder = build_objective(config).encoder
+    meta = {"steps": 0, "model": config.model.name, "initial": True}
+    return save_pretrained(out_dir, {"encoder": encoder}, encoder.config, meta=meta)
 
 
 def model_parts(objective: JEPAObjective) -> dict[str, nn.Module | None]:
@@ -251,9 +292,12 @@ def train_step(trainer: Trainer, micro_batches: Sequence[MaskedBatch], step: int
     for i, batch in enumerate(micro_batches):
         with gradient_sync(trainer.model, enabled=i == n - 1):
             with autocast(trainer.precision, trainer.runtime.device):
-                out = trainer.model(batch.clips, batch.masks)
+                out = trainer.model(batch.clips, batch.masks, step=step)
             (out.loss / n).backward()
-        losses = torch.stack([out.loss.detach().float(), *(x.float() for x in out.mask_losses)])  # [1 + M]
+        parts = [out.loss.detach(), *out.mask_losses, *out.terms.values()]
+        if out.terms:
+            parts.append(out.prediction_loss)
+        losses = torch.stack([x.float() for x in parts])  # [1 + M + terms (+ 1)]
         loss_sum = losses if loss_sum is None else loss_sum + losses
     assert loss_sum is not None and out is not None
     losses = loss_sum / n
@@ -263,6 +307,9 @@ def train_step(trainer: Trainer, micro_batches: Sequence[MaskedBatch], step: int
     values = losses.tolist()
     if not math.isfinite(values[0]):
         raise TrainingDiverged(f"step {step}: the loss is {values[0]}")
+    num_masks = len(out.mask_losses)
+    terms = dict(zip(out.terms, values[1 + num_masks : 1 + num_masks + len(out.terms)], strict=True))
+    prediction_loss = values[-1] if out.terms else values[0]
 
     clipping = trainer.schedules.clipping(step)
     max_norm = trainer.schedules.config.clip_grad if clipping else None
@@ -273,7 +320,7 @@ def train_step(trainer: Trainer, micro_batches: Sequence[MaskedBatch], step: int
     trainer.objective.update_target(momentum)
     return StepResult(
         loss=values[0],
-        mask_losses=values[1:],
+        mask_losses=values[1 : 1 + num_masks],
         lr=lr,
         weight_decay=wd,
         momentum=momentum,
@@ -281,6 +328,8 @@ def train_step(trainer: Trainer, micro_batches: Sequence[MaskedBatch], step: int
         grad_norm_predictor=float(norm_pred),
         clipped=clipping,
         output=_detached(out),
+        prediction_loss=prediction_loss,
+        terms=terms,
     )
 
 
@@ -301,8 +350,10 @@ def _detached(out: ObjectiveOutput) -> ObjectiveOutput:
         pred_std=out.pred_std,
         target_std=out.target_std,
         predictions=[p.detach() for p in out.predictions],
-        targets=out.targets,
+        targets=[t.detach() for t in out.targets],
         pooled_targets=out.pooled_targets,
+        terms=out.terms,
+        prediction_loss=out.prediction_loss,
     )
 
 
@@ -413,6 +464,7 @@ def _train(
         leave=True,
     )
     monitor = CollapseMonitor()
+    _warn_slow_ema(trainer, total, progress)
     latest = run.checkpoint
     batches = stream.batches()
     step, result = start_step, None
@@ -481,11 +533,30 @@ def _train(
     return FitResult(run.path, start_step, step, last, latest)
 
 
+INIT_SHARE_WARN = 0.25
+"""Warn at start when the EMA target would still hold more than this share of its initial weights at the end."""
+
+
+def _warn_slow_ema(trainer: Trainer, total: int, progress: Progress) -> None:
+    if trainer.objective.target_encoder is None or trainer.objective.teacher != "ema":
+        return
+    share = trainer.schedules.initial_weight_share(total)
+    if share > INIT_SHARE_WARN:
+        progress.write(
+            f"WARNING: with EMA momentum from {trainer.schedules.start_momentum:.4f} over {total} steps the target "
+            f"encoder will still be {share:.0%} its initial weights at the end of this run; for a short run set "
+            "optimization.ema_horizon (e.g. 0.05: the EMA's time constant as a fraction of the run) or lower "
+            "optimization.ema[0]",
+            err=True,
+        )
+
+
 def _metrics_row(result: StepResult, step: int, ipe: int, clips_per_s: float, step_time: float) -> dict:
     row = {
         "epoch": step // ipe,
         "loss": result.loss,
         **{f"loss_mask{i}": v for i, v in enumerate(result.mask_losses)},
+        **({"loss_prediction": result.prediction_loss, **result.terms} if result.terms else {}),
         "lr": result.lr,
         "weight_decay": result.weight_decay,
         "momentum": result.momentum,
@@ -556,16 +627,17 @@ def check_ranks_in_sync(objective: JEPAObjective, runtime: Runtime, step: int) -
 
 
 def _export(config: PretrainConfig, objective: JEPAObjective, out_dir: Path, step: int) -> None:
+    """The final models for the other commands. A ``frozen`` teacher is not exported: it is an input of the
+    run (its own checkpoint), and the run's product is the encoder."""
     models = {"encoder": objective.encoder, "predictor": objective.predictor}
-    if objective.target_encoder is not None:
+    obj = config.objective
+    meta = {"steps": step, "target": obj.target, "model": config.model.name, "teacher": obj.teacher}
+    if objective.target_encoder is not None and objective.teacher == "ema":
         models["target_encoder"] = objective.target_encoder
-    save_pretrained(
-        out_dir,
-        models,
-        objective.encoder.config,
-        objective.predictor.config,
-        meta={"steps": step, "target": config.objective.target, "model": config.model.name},
-    )
+        meta["target_encoder_init_share"] = Schedules(config.optimization).initial_weight_share(step)
+    if obj.regularizer.kind != "none":
+        meta["regularizer"] = to_dict(obj.regularizer)
+    save_pretrained(out_dir, models, objective.encoder.config, objective.predictor.config, meta=meta)
 
 
 def _checkpoint_step(path: Path) -> int | str:

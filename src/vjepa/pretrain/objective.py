@@ -1,6 +1,10 @@
 """The V-JEPA objective: predict, from the visible tokens, the layer-normed features an EMA target encoder
 computes on the full clip, at the hidden positions. Read top to bottom, it is one training step's maths.
 
+Options beyond the paper (defaults keep its step bit for bit): the teacher can be the EMA copy (paper), a
+frozen encoder (e.g. a pixel-target run: SALT) or the online encoder itself (LeJEPA); an anti-collapse
+regulariser (variance-covariance or SIGReg, :mod:`vjepa.pretrain.regularizers`) can be added to the loss.
+
 ``target="pixels"`` is the VideoMAE-style baseline of the paper's feature-vs-pixel ablation: the same
 encoder, predictor and loss, but the predictor's outputs go through a linear head to the pixels of each
 masked tubelet, normalized per tubelet and channel; there is no target encoder.
@@ -9,7 +13,7 @@ masked tubelet, normalized per tubelet and channel; there is no target encoder.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -21,8 +25,11 @@ from vjepa.models.encoder import VideoEncoder
 from vjepa.models.layers import init_weights
 from vjepa.models.predictor import Predictor
 from vjepa.models.tokens import gather_tokens
+from vjepa.pretrain.config import RegularizerConfig
+from vjepa.pretrain.regularizers import regularization_terms
 
 TargetKind = Literal["features", "pixels"]
+TeacherKind = Literal["ema", "frozen", "online"]
 PIXEL_NORM_EPS = 1e-6
 
 
@@ -40,6 +47,8 @@ class ObjectiveOutput:
         targets: per mask setting ``[B, K_tgt, D]`` (no gradient).
         pooled_targets: ``[B, D]`` target features averaged over all tokens of each clip (no gradient), for
             the collapse monitors; None for pixel targets.
+        terms: the regulariser's weighted terms, by name (detached; already included in ``loss``).
+        prediction_loss: the prediction loss alone (detached): ``loss`` minus the regulariser's terms.
     """
 
     loss: Tensor
@@ -49,18 +58,23 @@ class ObjectiveOutput:
     predictions: list[Tensor]
     targets: list[Tensor]
     pooled_targets: Tensor | None = None
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    prediction_loss: Tensor | None = None
 
 
 class JEPAObjective(nn.Module):
-    """Context encoder + predictor (trained) and the EMA target encoder (frozen, walled off).
+    """Context encoder + predictor (trained) and the teacher (the EMA target encoder, walled off).
 
     Args:
         encoder: the context encoder; it sees only each mask's context tokens.
         predictor: predicts the target tokens; mask setting ``i`` uses mask token ``i``.
-        target_encoder: the EMA copy; it never receives gradients and is never in an optimizer group. None
-            for ``target="pixels"``.
+        target_encoder: the teacher of ``ema`` and ``frozen``; it never receives gradients and is never in an
+            optimizer group. None for ``target="pixels"`` and ``teacher="online"``.
         loss_exp: 1 gives the paper's L1 loss; the per-element loss is ``|p - t|^loss_exp / loss_exp``.
         target: ``features`` (V-JEPA) or ``pixels`` (the baseline; adds ``pixel_head``).
+        teacher: ``ema`` (updated by :meth:`update_target`), ``frozen`` (never updated) or ``online`` (the
+            encoder itself on the full clip, with gradient).
+        regularizer: an anti-collapse term added to the loss (None or kind ``none``: the paper's loss).
     """
 
     def __init__(
@@ -70,30 +84,43 @@ class JEPAObjective(nn.Module):
         target_encoder: VideoEncoder | None,
         loss_exp: float = 1.0,
         target: TargetKind = "features",
+        teacher: TeacherKind = "ema",
+        regularizer: RegularizerConfig | None = None,
     ) -> None:
         super().__init__()
         if loss_exp <= 0:
             raise ValueError(f"loss_exp must be positive, got {loss_exp}")
         if target not in ("features", "pixels"):
             raise ValueError(f"target must be 'features' or 'pixels', got {target!r}")
-        if target == "features" and target_encoder is None:
-            raise ValueError("target='features' needs a target encoder")
+        if teacher not in ("ema", "frozen", "online"):
+            raise ValueError(f"teacher must be 'ema', 'frozen' or 'online', got {teacher!r}")
+        needs_teacher = target == "features" and teacher != "online"
+        if needs_teacher and target_encoder is None:
+            raise ValueError(f"target='features' with teacher={teacher!r} needs a target encoder")
+        if not needs_teacher and target_encoder is not None:
+            raise ValueError(f"target={target!r} with teacher={teacher!r} takes no target encoder")
         self.encoder = encoder
         self.predictor = predictor
         self.target_encoder = target_encoder.requires_grad_(False) if target_encoder is not None else None
         self.loss_exp = loss_exp
         self.target = target
+        self.teacher = teacher
+        self.regularizer = regularizer or RegularizerConfig()
         self.pixel_head: nn.Linear | None = None
         if target == "pixels":
             c = encoder.config
             self.pixel_head = nn.Linear(c.embed_dim, c.in_chans * c.tubelet_size * c.patch_size**2)
             init_weights(self.pixel_head)
 
-    @torch.no_grad()
     def target_features(self, clips: Tensor) -> Tensor:
-        """The target encoder on the full clip, then a LayerNorm without affine (eps 1e-5): ``[B, N, D]``."""
-        assert self.target_encoder is not None
-        h = self.target_encoder(clips)  # [B, N, D]
+        """The teacher on the full clip, then a LayerNorm without affine (eps 1e-5): ``[B, N, D]``. Without
+        gradient, except for the ``online`` teacher (the encoder itself)."""
+        if self.teacher == "online":
+            h = self.encoder(clips)  # [B, N, D]
+        else:
+            assert self.target_encoder is not None
+            with torch.no_grad():
+                h = self.target_encoder(clips)  # [B, N, D]
         return F.layer_norm(h, (h.shape[-1],))
 
     @torch.no_grad()
@@ -102,10 +129,11 @@ class JEPAObjective(nn.Module):
         c = self.encoder.config
         return normalized_tubelets(clips, c.tubelet_size, c.patch_size)
 
-    def forward(self, clips: Tensor, masks: Sequence[MaskPair]) -> ObjectiveOutput:
+    def forward(self, clips: Tensor, masks: Sequence[MaskPair], step: int = 0) -> ObjectiveOutput:
         """Args:
         clips: ``[B, 3, T, H, W]``.
         masks: one (context, target) index pair per mask setting, each ``[B, K]``.
+        step: the optimizer step (seeds SIGReg's random directions; unused otherwise).
         """
         if not masks:
             raise ValueError("the objective needs at least one mask setting")
@@ -118,6 +146,10 @@ class JEPAObjective(nn.Module):
             self.predictor(z, m.context, m.target, mask_index=i, grid=grid)
             for i, (z, m) in enumerate(zip(contexts, masks, strict=True))
         ]  # each [B, K_tgt, D]
+        positions = [(m.context, m.target) for m in masks]
+        terms = regularization_terms(
+            self.regularizer, contexts, predictions, step, positions, grid.num_tokens
+        )
         if self.pixel_head is not None:
             predictions = [self.pixel_head(p) for p in predictions]  # each [B, K_tgt, t*p*p*C]
         mask_losses = [
@@ -125,6 +157,9 @@ class JEPAObjective(nn.Module):
             for p, t in zip(predictions, targets, strict=True)
         ]
         loss = sum(mask_losses, start=torch.zeros((), device=clips.device)) / len(masks)
+        prediction_loss = loss.detach()
+        for term in terms.values():
+            loss = loss + term
         return ObjectiveOutput(
             loss=loss,
             mask_losses=[x.detach() for x in mask_losses],
@@ -132,14 +167,16 @@ class JEPAObjective(nn.Module):
             target_std=[_feature_std(t) for t in targets],
             predictions=predictions,
             targets=targets,
-            pooled_targets=h.mean(dim=1) if self.target == "features" else None,  # [B, D]
+            pooled_targets=h.detach().mean(dim=1) if self.target == "features" else None,  # [B, D]
+            terms={k: v.detach() for k, v in terms.items()},
+            prediction_loss=prediction_loss,
         )
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """EMA step after the optimizer step: ``target <- m * target + (1 - m) * online`` (a no-op without a
-        target encoder)."""
-        if self.target_encoder is None:
+        """EMA step after the optimizer step: ``target <- m * target + (1 - m) * online`` (a no-op for the
+        ``frozen`` and ``online`` teachers and without a target encoder)."""
+        if self.target_encoder is None or self.teacher != "ema":
             return
         target = list(self.target_encoder.parameters())
         online = [p.detach() for p in self.encoder.parameters()]

@@ -74,6 +74,13 @@ class DataSection:
         num_workers: DataLoader worker processes.
         max_short_side: shrink frames while decoding to at most this short side; ``auto`` (default): the size
             the clips need (see `decode_short_side`); None: full size.
+        clip_cache: keep decoded videos on disk (memory-mapped .npy, see :mod:`vjepa.data.clip_cache`) and read
+            them back instead of decoding again: ``false`` (default; the feature cache already decodes each
+            video once per encoder), ``true``, or ``auto`` (on when the decoded dataset fits the budget, half the
+            RAM and the free disk). Worth it when the same videos are probed many times: several encoders,
+            labels or seeds (``vjepa demo``), or ``train_augment``.
+        clip_cache_dir: its folder (null: ``$VJEPA_CACHE_DIR/clips`` or ``~/.cache/vjepa/clips``).
+        clip_cache_max_gb: its size limit.
         class_names: one name per class, for the summary and the confusion-matrix plot (optional; class
             folders name themselves).
     """
@@ -92,6 +99,9 @@ class DataSection:
     crop_aspect: tuple[float, float] = (0.75, 4 / 3)
     num_workers: int = 0
     max_short_side: int | Literal["auto"] | None = "auto"
+    clip_cache: Literal["auto"] | bool = False
+    clip_cache_dir: str | None = None
+    clip_cache_max_gb: float = 8.0
     class_names: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -103,6 +113,7 @@ class DataSection:
         check_range(self, "crop_scale", low=0, high=1, low_open=True)
         check_range(self, "crop_aspect", low=0, low_open=True)
         check_range(self, "num_workers", "num_classes", low=0)
+        check_range(self, "clip_cache_max_gb", low=0, low_open=True)
         if isinstance(self.max_short_side, int) and self.max_short_side < 1:
             raise InvalidValue("max_short_side", f"must be >= 1, 'auto' or null, got {self.max_short_side}")
 

@@ -241,7 +241,15 @@ def build_datasets(cfg: EvalConfig, data: ProbeData) -> dict[str, Dataset]:
             )
         return out
     clip = ClipSpec(d.frames_per_clip, d.frame_step, d.num_segments)
-    common = {"seed": cfg.seed, "max_short_side": d.decode_short_side}
+    cache = None
+    if d.clip_cache is not False:
+        from vjepa.data.clip_cache import open_clip_cache
+
+        paths = [r.path for recs in records.values() for r in recs]
+        cache = open_clip_cache(
+            d.clip_cache, paths, d.decode_short_side, cache_dir=d.clip_cache_dir, max_gb=d.clip_cache_max_gb
+        ).cache
+    common = {"seed": cfg.seed, "max_short_side": d.decode_short_side, "clip_cache": cache}
     for name, recs in records.items():
         if name == "train" and d.train_augment:  # official probe training: random windows and crops, no flip
             out[name] = VideoClipDataset(
