@@ -171,11 +171,7 @@ def _variant(key: str) -> Variant:
 def run_pretrain(cfg: DemoConfig, key: str, seed: int, steps: int) -> str:
     """Pretrain one variant with one seed (quietly: a worker process); returns its export folder. A finished
     run is kept, an interrupted one started over (the demo owns this folder)."""
-    import contextlib
-    import io
-
     from vjepa.pretrain.config import load_run_config
-    from vjepa.pretrain.loop import pretrain
 
     folder = run_dir(cfg, seed, key)
     export = folder / "export"
@@ -185,13 +181,23 @@ def run_pretrain(cfg: DemoConfig, key: str, seed: int, steps: int) -> str:
     config, folder = load_run_config(
         "tiny_cpu", variant_overrides(cfg, _variant(key), seed, steps), folder, False
     )
+    _pretrain_quietly(config, folder)
+    return str(export)
+
+
+def _pretrain_quietly(config, folder: Path) -> None:
+    """``pretrain`` with its log kept in memory (many run side by side); the log's tail is printed if it fails."""
+    import contextlib
+    import io
+
+    from vjepa.pretrain.loop import pretrain
+
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         try:
             pretrain(config, folder)
         except Exception:
             print(printed.getvalue()[-4000:])
             raise
-    return str(export)
 
 
 def export_init(cfg: DemoConfig, seed: int, steps: int) -> Path:
@@ -211,8 +217,9 @@ def calibrate_steps(cfg: DemoConfig, budget_seconds: float, workers: int) -> tup
     (``cfg.pretrain_steps`` when set; then the seconds per step are NaN)."""
     if cfg.pretrain_steps is not None:
         return cfg.pretrain_steps, math.nan
+    import torch
+
     from vjepa.pretrain.config import load_run_config
-    from vjepa.pretrain.loop import pretrain
     from vjepa.pretrain.metrics import read_metrics
 
     folder = cfg.root / "calibration"
@@ -225,17 +232,11 @@ def calibrate_steps(cfg: DemoConfig, budget_seconds: float, workers: int) -> tup
         "logging.log_every=1",
         "logging.export=false",
     ]
-    import contextlib
-    import io
-
-    import torch
-
     config, folder = load_run_config("tiny_cpu", timed, folder, False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the workers
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            pretrain(config, folder)
+        _pretrain_quietly(config, folder)
     finally:
         torch.set_num_threads(threads)
     per_step = sorted(r["step_time_s"] for r in read_metrics(folder / "metrics.jsonl") if r["step"] > 0)
