@@ -45,49 +45,20 @@ WAIT_VARS = (
 
 
 def run_steps(args: argparse.Namespace) -> dict:
-    """In the child: build the demo-sized objective, time ``steps`` training steps on in-memory batches."""
+    """In the child: build the demo-sized trainer, time ``steps`` training steps on in-memory batches."""
+    # torch loads here, in the child, after its environment chose the OpenMP wait policy
     import torch
 
-    from vjepa.masks import MaskCollator
-    from vjepa.pretrain.config import load_pretrain_config
-    from vjepa.pretrain.data import build_mask_generators
-    from vjepa.pretrain.loop import Trainer, build_objective, token_grid, train_step
-    from vjepa.pretrain.optim import build_optimizer, param_groups
-    from vjepa.pretrain.schedules import Schedules
-    from vjepa.runtime import Runtime, resolve_precision
+    from trainer import StepSizes, batch_pool, step_config, step_trainer
+    from vjepa.pretrain.step import train_step
+    from vjepa.runtime import Runtime
 
     torch.set_num_threads(args.threads)
-    config = load_pretrain_config(
-        "tiny_cpu",
-        [
-            f"data.num_frames={args.frames}",
-            f"data.crop_size={args.size}",
-            f"data.batch_size={args.batch}",
-            f"model.name={args.model}",
-            f"model.pred_depth={args.pred_depth}",
-            f"model.pred_embed_dim={args.pred_width}",
-            "optimization.warmup=0",
-        ],
-    )
-    torch.manual_seed(0)
-    device = torch.device("cpu")
-    objective = build_objective(config)
-    groups = param_groups(objective.encoder, [objective.predictor])
-    optimizer = build_optimizer(groups, betas=(0.9, 0.999), eps=1e-8, device=device)
-    precision = resolve_precision(args.precision, device).precision
-    trainer = Trainer(
-        objective, objective, optimizer, Schedules(config.optimization), precision, Runtime(device)
-    )
-    collator = MaskCollator(build_mask_generators(config.masks, token_grid(config, objective)), seed=0)
-
-    class Sample:
-        def __init__(self, clip: torch.Tensor, draw: int) -> None:
-            self.clip, self.label, self.draw = clip, 0, draw
-
-    g = torch.Generator().manual_seed(0)
-    shape = (3, args.frames, args.size, args.size)
-    pool = [collator([Sample(torch.randn(*shape, generator=g), i * args.batch + j) for j in range(args.batch)])
-            for i in range(3)]  # fmt: skip
+    sizes = StepSizes(args.model, args.frames, args.size, args.batch, args.pred_depth, args.pred_width)
+    config = step_config(sizes, args.warmup + args.steps, [f"runtime.precision={args.precision}"])
+    trainer = step_trainer(config, Runtime(torch.device("cpu")))
+    precision = trainer.precision
+    pool = batch_pool(config, trainer)
     walls, cpus = [], []
     for i in range(args.warmup + args.steps):
         wall, cpu = time.perf_counter(), time.process_time()

@@ -2,9 +2,9 @@
 FLOPs utilisation of ViT-L 16x224 and ViT-g 16x256 under DDP and FSDP (bf16 autocast, SDPA attention),
 activation checkpointing off/on, ``torch.compile`` off/on, then the data pipeline's clips/s per worker.
 
-A step is exactly ``vjepa.pretrain.loop.train_step`` (target encoder on the full clips; context encoder and
+A step is exactly ``vjepa.pretrain.step.train_step`` (target encoder on the full clips; context encoder and
 predictor forward and backward for the paper's two multi-block mask settings; clipping; AdamW; EMA) on the
-models placed by ``vjepa.pretrain.distributed`` as ``vjepa pretrain`` places them. The models run on every GPU
+trainer ``vjepa.pretrain.setup.build_trainer`` builds, models placed as ``vjepa pretrain`` places them. The models run on every GPU
 of the machine under one ``torchrun`` (DDP and FSDP even on a single GPU: a process group of one), with the
 paper's predictor (depth 12, width 384) and random clips (no decoding in the timed loop). Model FLOPs are
 counted from the architecture and each step's mask sizes (``benchmarks/train_step.py``: matmuls only, 2 per
@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import os
@@ -38,6 +37,10 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the FLOP count of train_step.py and the sources of data.py: one copy each
+
+from trainer import StepSizes, batch_pool, step_config, step_trainer  # noqa: E402
+from vjepa.pretrain.setup import token_grid  # noqa: E402
+from vjepa.pretrain.step import train_step  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "L40S": 362.0}
 
@@ -94,45 +97,24 @@ def settings(args: argparse.Namespace) -> list[Setting]:
 
 def run_setting(setting: Setting, steps: int, warmup: int, runtime) -> dict:
     """Time ``steps`` training steps (after ``warmup``) of one setting on this process group."""
+    # train_step.py sets this process's OpenMP wait policy when imported: only in the worker, as before
     from train_step import step_flops
-    from vjepa.grid import TokenGrid
-    from vjepa.masks import MaskCollator, make_mask_generators
-    from vjepa.models import build_encoder, build_predictor
-    from vjepa.pretrain.config import OptimizationConfig, RuntimeConfig
-    from vjepa.pretrain.distributed import prepare_objective, wrap_for_training
-    from vjepa.pretrain.loop import Trainer, train_step
-    from vjepa.pretrain.objective import JEPAObjective
-    from vjepa.pretrain.optim import build_optimizer, param_groups
-    from vjepa.pretrain.schedules import Schedules
 
     w, device = setting.work, runtime.device
-    torch.manual_seed(0)
-    encoder = build_encoder(w.model, num_frames=w.frames, img_size=w.size)
-    predictor = build_predictor(encoder, predictor_embed_dim=w.pred_width, depth=w.pred_depth)
-    objective = JEPAObjective(encoder, predictor, copy.deepcopy(encoder))
-    config = RuntimeConfig(
-        device=device.type,
-        precision="bf16",
-        activation_checkpointing=setting.activation_checkpointing,
-        compile=setting.compile,
-        strategy=setting.strategy,
-    )
+    sizes = StepSizes(w.model, w.frames, w.size, w.batch, w.pred_depth, w.pred_width)
+    overrides = [
+        f"runtime.device={device.type}",
+        "runtime.precision=bf16",
+        f"runtime.activation_checkpointing={str(setting.activation_checkpointing).lower()}",
+        f"runtime.compile={str(setting.compile).lower()}",
+        f"runtime.strategy={setting.strategy}",
+    ]
+    config = step_config(sizes, steps + warmup, overrides)  # no warmup: clipping on
     fsdp = setting.strategy == "fsdp"
-    objective, sharding = prepare_objective(objective, config, runtime, shard=fsdp)
-    model = wrap_for_training(objective, runtime, ddp=not fsdp)
-    groups = param_groups(objective.encoder, [objective.predictor])
-    optimizer = build_optimizer(groups, betas=(0.9, 0.999), eps=1e-8, device=device)
-    schedules = Schedules(OptimizationConfig(epochs=1, ipe=steps + warmup, warmup=0.0))  # clipping on
-    trainer = Trainer(objective, model, optimizer, schedules, "bf16", runtime, sharding)
-
-    grid = TokenGrid.from_clip(w.frames, w.size, w.size, tubelet_size=2, patch_size=encoder.config.patch_size)
-    collator = MaskCollator(make_mask_generators("multiblock", grid), seed=runtime.rank)
-    g = torch.Generator().manual_seed(runtime.rank)
-    pool = [
-        collator([_Sample(torch.randn(3, w.frames, w.size, w.size, generator=g), 0, i * w.batch + j)
-                  for j in range(w.batch)])
-        for i in range(3)
-    ]  # fmt: skip
+    trainer = step_trainer(config, runtime, shard=fsdp, ddp=not fsdp)
+    encoder, predictor = trainer.objective.encoder, trainer.objective.predictor
+    grid = token_grid(config, trainer.objective)
+    pool = batch_pool(config, trainer, seed=runtime.rank)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times, flops = [], []
@@ -144,8 +126,8 @@ def run_setting(setting: Setting, steps: int, warmup: int, runtime) -> dict:
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
-            sizes = [(m.context.shape[1], m.target.shape[1]) for m in batch.masks]
-            flops.append(step_flops(encoder.config, predictor.config, w.batch, grid.num_tokens, sizes))
+            masks = [(m.context.shape[1], m.target.shape[1]) for m in batch.masks]
+            flops.append(step_flops(encoder.config, predictor.config, w.batch, grid.num_tokens, masks))
     times.sort()
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
     step_s = times[len(times) // 2]
@@ -155,13 +137,6 @@ def run_setting(setting: Setting, steps: int, warmup: int, runtime) -> dict:
         "tflops_per_gpu": sum(flops) / len(flops) / step_s / 1e12,
         "peak_gib": peak / 2**30,
     }
-
-
-@dataclass
-class _Sample:
-    clip: torch.Tensor
-    label: int
-    draw: int
 
 
 def _sync(device: torch.device) -> None:

@@ -45,6 +45,7 @@ from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from vjepa.pretrain.optim import build_optimizer, param_groups, set_lr_and_wd  # noqa: E402
 
 from data import make_source  # noqa: E402  (benchmarks/data.py)
 from vjepa.data.datasets import ClipSample  # noqa: E402
@@ -55,7 +56,6 @@ from vjepa.masks import MaskCollator  # noqa: E402
 from vjepa.pretrain.config import PretrainConfig, load_pretrain_config  # noqa: E402
 from vjepa.pretrain.data import build_dataset, build_mask_generators  # noqa: E402
 from vjepa.pretrain.loop import Trainer, build_objective, token_grid, train_step  # noqa: E402
-from vjepa.pretrain.optim import build_optimizer, param_groups, set_lr_and_wd  # noqa: E402
 from vjepa.pretrain.schedules import Schedules  # noqa: E402
 from vjepa.runtime import Runtime, autocast, resolve_precision, setup  # noqa: E402
 

@@ -1,6 +1,7 @@
 """Time one full V-JEPA training step and compare its FLOP rate with a plain matmul's on the same device.
 
-A step is exactly what ``vjepa.pretrain.loop.train_step`` does: the target encoder on the full clips, the
+A step is exactly what ``vjepa.pretrain.step.train_step`` does (on the trainer ``vjepa.pretrain.setup.build_trainer``
+builds from the ``tiny_cpu`` recipe at the benchmark's sizes): the target encoder on the full clips, the
 context encoder and the predictor forward and backward for every mask setting (the paper's two multi-block
 settings), gradient clipping of the encoder and the predictor, AdamW, the EMA update.
 
@@ -48,15 +49,12 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from vjepa.grid import TokenGrid  # noqa: E402
-from vjepa.masks import MaskCollator, make_mask_generators  # noqa: E402
+from trainer import StepSizes, batch_pool, step_config, step_trainer  # noqa: E402  (benchmarks/trainer.py)
 from vjepa.models.registry import EncoderConfig, PredictorConfig  # noqa: E402
-from vjepa.pretrain.config import OptimizationConfig  # noqa: E402
-from vjepa.pretrain.loop import Trainer, train_step  # noqa: E402
-from vjepa.pretrain.objective import JEPAObjective  # noqa: E402
-from vjepa.pretrain.optim import build_optimizer, param_groups  # noqa: E402
-from vjepa.pretrain.schedules import Schedules  # noqa: E402
+from vjepa.pretrain.setup import token_grid  # noqa: E402
+from vjepa.pretrain.step import train_step  # noqa: E402
 from vjepa.runtime import (  # noqa: E402
     Runtime,
     cpu_bf16_speedup,
@@ -148,49 +146,25 @@ class Setting:
 
 
 def build(args: argparse.Namespace, setting: Setting, device: torch.device):
-    from vjepa.models import build_encoder, build_predictor
-
-    torch.manual_seed(0)
-    encoder = build_encoder(setting.model, num_frames=args.frames, img_size=args.size)
-    predictor = build_predictor(encoder, predictor_embed_dim=args.pred_width, depth=args.pred_depth)
-    import copy
-
-    objective = JEPAObjective(encoder, predictor, copy.deepcopy(encoder)).to(device)
-    encoder.grad_checkpointing = predictor.grad_checkpointing = setting.activation_checkpointing
-    if args.compile:
-        for m in (objective.encoder, objective.predictor, objective.target_encoder):
-            m.compile()
-    opt_cfg = OptimizationConfig(epochs=1, ipe=args.steps + args.warmup, warmup=0.0)  # clipping active
-    optimizer = build_optimizer(
-        param_groups(objective.encoder, [objective.predictor]), betas=(0.9, 0.999), eps=1e-8, device=device
-    )
-    precision = resolve_precision(setting.precision, device).precision
-    trainer = Trainer(objective, objective, optimizer, Schedules(opt_cfg), precision, Runtime(device))
-    grid = TokenGrid.from_clip(args.frames, args.size, args.size, tubelet_size=2, patch_size=16)
-    collator = MaskCollator(make_mask_generators("multiblock", grid), seed=0)
-    return trainer, collator, grid
-
-
-@dataclass
-class _Sample:
-    clip: torch.Tensor
-    label: int
-    draw: int
+    """The trainer ``vjepa pretrain`` builds for this setting (:func:`vjepa.pretrain.setup.build_trainer`)."""
+    sizes = StepSizes(setting.model, args.frames, args.size, args.batch, args.pred_depth, args.pred_width)
+    overrides = [
+        f"runtime.device={device.type}",
+        f"runtime.precision={setting.precision}",
+        f"runtime.activation_checkpointing={str(setting.activation_checkpointing).lower()}",
+        f"runtime.compile={str(args.compile).lower()}",
+    ]
+    config = step_config(sizes, args.steps + args.warmup, overrides)
+    trainer = step_trainer(config, Runtime(device))
+    return trainer, config, token_grid(config, trainer.objective)
 
 
 def run_one(args: argparse.Namespace, setting: Setting) -> dict:
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    trainer, collator, grid = build(args, setting, device)
-    g = torch.Generator().manual_seed(0)
-    pool = []  # a few distinct CPU batches, cycled (mask sizes differ between them)
-    for i in range(3):
-        samples = [
-            _Sample(torch.randn(3, args.frames, args.size, args.size, generator=g), 0, i * args.batch + j)
-            for j in range(args.batch)
-        ]
-        pool.append(collator(samples))
+    trainer, config, grid = build(args, setting, device)
+    pool = batch_pool(config, trainer)  # a few distinct CPU batches, cycled (mask sizes differ between them)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times, cpu_times, flops = [], [], []
@@ -207,8 +181,6 @@ def run_one(args: argparse.Namespace, setting: Setting) -> dict:
             flops.append(step_flops(trainer.objective.encoder.config, trainer.objective.predictor.config,
                                     args.batch, grid.num_tokens, sizes))  # fmt: skip
     if args.profile:
-        from torch.profiler import ProfilerActivity, profile
-
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities) as prof:
             train_step(trainer, [batch], args.warmup + args.steps)

@@ -7,11 +7,11 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from vjepa.config import apply_overrides, from_dict
+from vjepa.optim import build_optimizer, param_groups
 from vjepa.pretrain.config import PretrainConfig
 from vjepa.pretrain.data import build_stream
-from vjepa.pretrain.loop import Trainer, build_objective, token_grid
-from vjepa.pretrain.optim import build_optimizer, param_groups
 from vjepa.pretrain.schedules import Schedules
+from vjepa.pretrain.setup import Trainer, build_objective, token_grid
 from vjepa.runtime import Runtime, seed_everything
 
 TINY = {

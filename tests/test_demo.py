@@ -73,7 +73,7 @@ def test_initial_export_is_the_start_of_a_run(tmp_path):
     """export_initial writes the weights a pretraining run of the same config starts from, bit for bit."""
     from vjepa.checkpoint import load_pretrained
     from vjepa.pretrain.config import load_run_config
-    from vjepa.pretrain.loop import build_objective, export_initial
+    from vjepa.pretrain.setup import build_objective, export_initial
     from vjepa.runtime import seed_everything
 
     overrides = ["model.embed_dim=32", "model.depth=2", "model.num_heads=2", "runtime.seed=7"]

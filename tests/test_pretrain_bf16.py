@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pretrain_helpers import make_trainer, tiny_config
 from vjepa.models.layers import attention
 from vjepa.models.patch_embed import PatchEmbed3D
-from vjepa.pretrain.loop import train_step
+from vjepa.pretrain.step import train_step
 from vjepa.runtime import autocast
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pretrain_helpers import tiny_config
-from vjepa.pretrain.loop import build_objective
-from vjepa.pretrain.optim import WD_EXCLUDE, build_optimizer, param_groups, set_lr_and_wd
+from vjepa.optim import WD_EXCLUDE, build_optimizer, param_groups, set_lr_and_wd
+from vjepa.pretrain.setup import build_objective
 
 
 def test_four_official_groups():

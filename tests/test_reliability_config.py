@@ -12,7 +12,7 @@ from vjepa.cli import main
 from vjepa.config import ConfigError, load_config, parse_yaml, read_yaml
 from vjepa.data.index import IndexFormatError, VideoRecord, load_mixed_index, read_csv_index, read_path_list
 from vjepa.errors import VjepaError
-from vjepa.pretrain import loop
+from vjepa.pretrain import loop, setup
 from vjepa.pretrain.config import PretrainConfig, load_run_config
 from vjepa.probe.config import EvalConfig
 
@@ -160,7 +160,7 @@ def test_empty_config_fails_on_the_data_before_building_a_model(tmp_path, monkey
     def no_model(_config):
         raise AssertionError("a model was built before the data was checked")
 
-    monkeypatch.setattr(loop, "build_objective", no_model)
+    monkeypatch.setattr(setup, "build_objective", no_model)
     with pytest.raises(ConfigError, match="data.datasets is empty"):
         loop.pretrain(config, run_dir)
     assert not run_dir.exists()

@@ -15,9 +15,11 @@ from safetensors.torch import load_file
 from vjepa.checkpoint import load_pretrained
 from vjepa.cli import main
 from vjepa.config import apply_overrides, from_dict
+from vjepa.optim import linear_decay_lr, warmup_cosine_lr, wsd_lr
 from vjepa.pretrain.config import OptimizationConfig, PretrainConfig, load_pretrain_config
-from vjepa.pretrain.loop import build_objective, model_parts, pretrain
-from vjepa.pretrain.schedules import Schedules, linear_decay_lr, warmup_cosine_lr, wsd_lr
+from vjepa.pretrain.loop import pretrain
+from vjepa.pretrain.schedules import Schedules
+from vjepa.pretrain.setup import build_objective, model_parts
 from vjepa.pretrain.state import load_training_state
 from vjepa.pretrain.warm_start import warm_start
 

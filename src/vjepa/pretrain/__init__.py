@@ -1,4 +1,5 @@
-"""V-JEPA pretraining: the objective, the schedules, the loop and its checkpoints.
+"""V-JEPA pretraining: the objective, the schedules, the setup (``build_trainer``), the step, the loop (``fit``)
+and its checkpoints.
 
 from vjepa.pretrain import load_pretrain_config, pretrain
 config = load_pretrain_config("tiny_cpu", ["optimization.epochs=2"])
@@ -6,9 +7,11 @@ pretrain(config, "runs/tiny")                 # or resume=True to continue the r
 """
 
 from vjepa.pretrain.config import PretrainConfig, load_pretrain_config, load_run_config, shipped_recipes
-from vjepa.pretrain.loop import FitResult, StepResult, Trainer, TrainingDiverged, pretrain, train_step
+from vjepa.pretrain.loop import FitResult, fit, pretrain
 from vjepa.pretrain.objective import JEPAObjective, ObjectiveOutput
 from vjepa.pretrain.schedules import Schedules
+from vjepa.pretrain.setup import Trainer, build_trainer
+from vjepa.pretrain.step import StepResult, TrainingDiverged, train_step
 
 __all__ = [
     "FitResult",
@@ -19,6 +22,8 @@ __all__ = [
     "StepResult",
     "Trainer",
     "TrainingDiverged",
+    "build_trainer",
+    "fit",
     "load_pretrain_config",
     "load_run_config",
     "pretrain",

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,19 +20,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from vjepa.optim import build_optimizer, cosine_value, param_group, set_lr_and_wd, split_decay
 from vjepa.probe.config import OptimizationSection
 from vjepa.probe.heads import HeadGrid
 from vjepa.probe.sources import FeatureBatch, FeatureSource, epoch_order
 from vjepa.runtime import Precision, Runtime, autocast, log
-
-T = TypeVar("T", float, Tensor)
-
-
-def cosine_value(start: T, end: float, step: int, total: int) -> T:
-    """``end + (start - end) * (1 + cos(pi * step / total)) / 2`` (the official schedules with warmup 0);
-    ``start`` is a float or a tensor of per-head values."""
-    progress = min(step / max(1, total), 1.0)
-    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def grid_optimizer(grid: HeadGrid) -> torch.optim.AdamW:
@@ -40,22 +32,19 @@ def grid_optimizer(grid: HeadGrid) -> torch.optim.AdamW:
     decayed parameters and the rest (biases and 1-D tensors, no weight decay); groups ``2g`` and ``2g + 1``
     belong to head ``g``. Fused where PyTorch has the fused kernel (one pass over all heads' parameters)."""
     groups: list[dict[str, Any]] = []
-    for head in grid.heads:
-        named = list(head.named_parameters())
-        decay = [p for n, p in named if "bias" not in n and p.ndim != 1]
-        rest = [p for n, p in named if "bias" in n or p.ndim == 1]
-        groups += [{"params": decay, "weight_decay": 0.0}, {"params": rest, "weight_decay": 0.0}]
-    try:
-        return torch.optim.AdamW(groups, lr=0.0, fused=True)
-    except RuntimeError:  # no fused kernel for this device in this PyTorch
-        return torch.optim.AdamW(groups, lr=0.0)
+    for g, head in enumerate(grid.heads):
+        decay, rest = split_decay(head.named_parameters())
+        groups += [
+            param_group(decay, f"head{g}", decay=True),
+            param_group(rest, f"head{g}_no_wd", decay=False),
+        ]
+    return build_optimizer(groups, device=next(grid.parameters()).device)
 
 
 def set_schedule(optimizer: torch.optim.Optimizer, lr: Tensor, weight_decay: Tensor) -> None:
     """Head ``g`` gets ``lr[g]`` and, on its decayed group, ``weight_decay[g]``."""
     for g, (lr_g, wd_g) in enumerate(zip(lr.tolist(), weight_decay.tolist(), strict=True)):
-        optimizer.param_groups[2 * g]["lr"] = optimizer.param_groups[2 * g + 1]["lr"] = lr_g
-        optimizer.param_groups[2 * g]["weight_decay"] = wd_g
+        set_lr_and_wd(optimizer.param_groups[2 * g : 2 * g + 2], lr_g, wd_g)
 
 
 def clip_per_head(grid: HeadGrid, max_norm: float) -> None:

@@ -1,0 +1,86 @@
+"""The pretraining setup the step benchmarks time: ``vjepa.pretrain.setup.build_trainer`` on the ``tiny_cpu``
+recipe with a benchmark's sizes, and a few in-memory batches to cycle (no dataset: the data path is timed by
+``profile_step.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from vjepa.masks import MaskCollator, MaskedBatch
+from vjepa.pretrain.config import PretrainConfig, load_pretrain_config
+from vjepa.pretrain.data import build_mask_generators
+from vjepa.pretrain.setup import Trainer, build_trainer, token_grid
+from vjepa.runtime import Runtime
+
+
+@dataclass
+class StepSizes:
+    """What a step benchmark varies.
+
+    Args:
+        model: encoder size (``tiny``, ``vit_small``, ...).
+        frames: frames per clip.
+        size: clip side in pixels.
+        batch: clips per step (per process).
+        pred_depth: predictor depth.
+        pred_width: predictor width.
+    """
+
+    model: str
+    frames: int
+    size: int
+    batch: int
+    pred_depth: int
+    pred_width: int
+
+
+def step_config(sizes: StepSizes, steps: int, overrides: Sequence[str] = ()) -> PretrainConfig:
+    """``tiny_cpu`` at ``sizes``, with a schedule of ``steps`` steps without warmup, then ``overrides``."""
+    return load_pretrain_config(
+        "tiny_cpu",
+        [
+            f"data.num_frames={sizes.frames}",
+            f"data.crop_size={sizes.size}",
+            f"data.batch_size={sizes.batch}",
+            f"model.name={sizes.model}",
+            f"model.pred_depth={sizes.pred_depth}",
+            f"model.pred_embed_dim={sizes.pred_width}",
+            "optimization.epochs=1",
+            f"optimization.ipe={steps}",
+            "optimization.warmup=0",
+            "runtime.seed=0",
+            *overrides,
+        ],
+    )
+
+
+def step_trainer(config: PretrainConfig, runtime: Runtime, **build) -> Trainer:
+    """``build_trainer`` without the data stream (``build``: its ``shard`` / ``ddp`` overrides)."""
+    return build_trainer(config, runtime, data=False, **build)
+
+
+@dataclass
+class _Sample:
+    clip: torch.Tensor
+    label: int
+    draw: int
+
+
+def batch_pool(config: PretrainConfig, trainer: Trainer, seed: int = 0, count: int = 3) -> list[MaskedBatch]:
+    """``count`` distinct CPU batches of random clips with the config's masks, to cycle (mask sizes differ)."""
+    d = config.data
+    collator = MaskCollator(
+        build_mask_generators(config.masks, token_grid(config, trainer.objective)), seed=seed
+    )
+    g = torch.Generator().manual_seed(seed)
+    shape = (3, d.num_frames, d.crop_size, d.crop_size)
+    return [
+        collator(
+            [_Sample(torch.randn(*shape, generator=g), 0, i * d.batch_size + j) for j in range(d.batch_size)]
+        )
+        for i in range(count)
+    ]
