@@ -45,18 +45,19 @@ from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from vjepa.pretrain.optim import build_optimizer, param_groups, set_lr_and_wd  # noqa: E402
 
 from data import make_source  # noqa: E402  (benchmarks/data.py)
+from trainer import step_trainer  # noqa: E402  (benchmarks/trainer.py)
 from vjepa.data.datasets import ClipSample  # noqa: E402
 from vjepa.data.draws import LOAD_STREAM, draw_rng  # noqa: E402
 from vjepa.data.loader import make_loader  # noqa: E402
 from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset  # noqa: E402
 from vjepa.masks import MaskCollator  # noqa: E402
+from vjepa.optim import set_lr_and_wd  # noqa: E402
 from vjepa.pretrain.config import PretrainConfig, load_pretrain_config  # noqa: E402
 from vjepa.pretrain.data import build_dataset, build_mask_generators  # noqa: E402
-from vjepa.pretrain.loop import Trainer, build_objective, token_grid, train_step  # noqa: E402
-from vjepa.pretrain.schedules import Schedules  # noqa: E402
+from vjepa.pretrain.setup import Trainer, token_grid  # noqa: E402
+from vjepa.pretrain.step import train_step  # noqa: E402
 from vjepa.runtime import Runtime, autocast, resolve_precision, setup  # noqa: E402
 
 STAGES = ("decode", "augment", "collate", "masks", "to device", "forward", "backward", "optimizer", "EMA")
@@ -92,17 +93,10 @@ def make_config(
 
 
 def make_trainer(config: PretrainConfig, runtime: Runtime) -> Trainer:
-    """What ``vjepa.pretrain.loop.fit`` builds, single process."""
-    torch.manual_seed(0)
-    objective = build_objective(config).to(runtime.device)
-    groups = param_groups(
-        objective.encoder, [objective.predictor, objective.pixel_head or torch.nn.Identity()]
-    )
-    optimizer = build_optimizer(groups, betas=config.optimization.betas, eps=config.optimization.eps,
-                                device=runtime.device)  # fmt: skip
-    precision = resolve_precision(config.runtime.precision, runtime.device).precision
-    objective.train()
-    return Trainer(objective, objective, optimizer, Schedules(config.optimization), precision, runtime)
+    """What ``vjepa pretrain`` builds (without its data stream: the tables build their own)."""
+    trainer = step_trainer(config, runtime)
+    trainer.objective.train()
+    return trainer
 
 
 def demo_source(args: argparse.Namespace, root: Path) -> Path:
