@@ -34,13 +34,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the FLOP count of train_step.py and the sources of data.py: one copy each
 
+from data import CLIP, CROP, make_source, time_dataset  # noqa: E402
 from trainer import StepSizes, batch_pool, step_config, step_trainer  # noqa: E402
+from vjepa.data.datasets import VideoClipDataset  # noqa: E402
+from vjepa.data.index import VideoRecord  # noqa: E402
+from vjepa.data.transforms import max_useful_short_side  # noqa: E402
+from vjepa.models import build_encoder, build_predictor  # noqa: E402
 from vjepa.pretrain.setup import token_grid  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
+from vjepa.runtime import Runtime, resolve_device  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "L40S": 362.0}
 
@@ -146,10 +153,6 @@ def _sync(device: torch.device) -> None:
 
 def worker(args: argparse.Namespace) -> None:
     """One rank of the torchrun group: every setting in turn; rank 0 prints one JSON line per setting."""
-    import torch.distributed as dist
-
-    from vjepa.runtime import Runtime, resolve_device
-
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device("cpu" if args.smoke else "cuda", local_rank)
     if device.type == "cuda":
@@ -212,11 +215,6 @@ def _row(r: dict, peak_tflops: float | None) -> str:
 
 def data_rows(smoke: bool) -> None:
     """Clips per CPU-second of one decoding worker (what one DataLoader worker delivers)."""
-    from data import CLIP, CROP, make_source, time_dataset
-    from vjepa.data.datasets import VideoClipDataset
-    from vjepa.data.index import VideoRecord
-    from vjepa.data.transforms import max_useful_short_side
-
     torch.set_num_threads(1)
     seconds, clips = (2, 3) if smoke else (10, 40)
     sources = ((240, 320),) if smoke else ((240, 320), (720, 1280))
@@ -244,8 +242,6 @@ def data_rows(smoke: bool) -> None:
 def memory_table(gpus: tuple[int, ...] = (8, 64)) -> None:
     """Bytes of the model states per GPU, computed from the parameter counts (activations come on top: the
     benchmark measures them)."""
-    from vjepa.models import build_encoder, build_predictor
-
     print("| model | encoder params | predictor params | DDP: states per GPU | "
           + " | ".join(f"FSDP on {n} GPUs" for n in gpus) + " |")  # fmt: skip
     print("|---|---|---|---|" + "---|" * len(gpus))

@@ -4,7 +4,7 @@ row with the exact ``vjepa`` commands that reproduce it."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -274,77 +274,100 @@ class Claim:
     margin: float = 0.0
 
 
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "V-JEPA pretraining learns motion a random encoder lacks: its attentive probe beats the same "
+        "architecture at random init on the motion label (the demo's target: by 15 points or more)",
+        "vjepa",
+        RANDOM_INIT,
+        "motion",
+        15.0,
+    ),
+    Claim(
+        "V-JEPA keeps appearance: it beats the random init on the appearance label",
+        "vjepa",
+        RANDOM_INIT,
+        "appearance",
+    ),
+    Claim(
+        "The features add something over pixels: V-JEPA beats logistic regression on frame differences "
+        "(motion)",
+        "vjepa",
+        "pixel_baseline",
+        "motion",
+    ),
+    Claim(
+        "Predicting features beats reconstructing pixels (paper, ViT-L: K400 73.7 vs 68.6, SSv2 66.2 vs 66.0)",
+        "vjepa",
+        "pixels",
+        "motion",
+    ),
+    Claim(
+        "Multi-block masking beats random-tube masking (paper, SSv2: 67.4 vs 46.4)",
+        "vjepa",
+        "random_tube",
+        "motion",
+    ),
+    Claim(
+        "The attentive probe beats average pooling (paper: +16-17 points)",
+        "vjepa",
+        "vjepa_avgpool",
+        "motion",
+    ),
+    Claim(
+        "Fewer labels cost accuracy ({pct} of the labels vs all; paper: 5% of K400 labels cost ViT-H/16 12 points)",
+        "vjepa",
+        "vjepa_lowlabel",
+        "motion",
+    ),
+    Claim("V-JEPA + variance-covariance beats the random init on motion", "vjepa_vc", RANDOM_INIT, "motion"),
+    Claim("V-JEPA + SIGReg beats the random init on motion", "vjepa_sigreg", RANDOM_INIT, "motion"),
+    Claim("Variance-covariance improves on plain V-JEPA (motion)", "vjepa_vc", "vjepa", "motion"),
+    Claim("SIGReg improves on plain V-JEPA (motion)", "vjepa_sigreg", "vjepa", "motion"),
+    Claim(
+        "LeJEPA (online targets + SIGReg) beats the random init on motion",
+        "lejepa",
+        RANDOM_INIT,
+        "motion",
+    ),
+    Claim(
+        "SALT (frozen pixel-target teacher) beats the random init on motion",
+        "salt",
+        RANDOM_INIT,
+        "motion",
+    ),
+)
+"""Every claim the demo can check; ``{pct}`` is the low-label fraction."""
+
+
 def claims(cfg: DemoConfig) -> list[Claim]:
+    """The claims on rows ``cfg`` measures."""
     keys = {r.key for r in table_rows(cfg)}
     pct = f"{100 * cfg.low_label_fraction:g}%"
-    found = [
-        Claim(
-            "V-JEPA pretraining learns motion a random encoder lacks: its attentive probe beats the same "
-            "architecture at random init on the motion label (the demo's target: by 15 points or more)",
-            "vjepa",
-            RANDOM_INIT,
-            "motion",
-            15.0,
-        ),
-        Claim(
-            "V-JEPA keeps appearance: it beats the random init on the appearance label",
-            "vjepa",
-            RANDOM_INIT,
-            "appearance",
-        ),
-        Claim(
-            "The features add something over pixels: V-JEPA beats logistic regression on frame differences "
-            "(motion)",
-            "vjepa",
-            "pixel_baseline",
-            "motion",
-        ),
-        Claim(
-            "Predicting features beats reconstructing pixels (paper, ViT-L: K400 73.7 vs 68.6, SSv2 66.2 vs 66.0)",
-            "vjepa",
-            "pixels",
-            "motion",
-        ),
-        Claim(
-            "Multi-block masking beats random-tube masking (paper, SSv2: 67.4 vs 46.4)",
-            "vjepa",
-            "random_tube",
-            "motion",
-        ),
-        Claim(
-            "The attentive probe beats average pooling (paper: +16-17 points)",
-            "vjepa",
-            "vjepa_avgpool",
-            "motion",
-        ),
-        Claim(
-            f"Fewer labels cost accuracy ({pct} of the labels vs all; paper: 5% of K400 labels cost ViT-H/16 12 points)",
-            "vjepa",
-            "vjepa_lowlabel",
-            "motion",
-        ),
-        Claim(
-            "V-JEPA + variance-covariance beats the random init on motion", "vjepa_vc", RANDOM_INIT, "motion"
-        ),
-        Claim("V-JEPA + SIGReg beats the random init on motion", "vjepa_sigreg", RANDOM_INIT, "motion"),
-        Claim("Variance-covariance improves on plain V-JEPA (motion)", "vjepa_vc", "vjepa", "motion"),
-        Claim("SIGReg improves on plain V-JEPA (motion)", "vjepa_sigreg", "vjepa", "motion"),
-        Claim(
-            "LeJEPA (online targets + SIGReg) beats the random init on motion",
-            "lejepa",
-            RANDOM_INIT,
-            "motion",
-        ),
-        Claim(
-            "SALT (frozen pixel-target teacher) beats the random init on motion",
-            "salt",
-            RANDOM_INIT,
-            "motion",
-        ),
-    ]
+    found = [replace(c, text=c.text.replace("{pct}", pct)) for c in CLAIMS]
     return [c for c in found if c.better in keys and c.worse in keys]
 
 
 def command(args: list[str]) -> str:
     """A shell-quoted ``vjepa`` command line."""
     return " ".join(shlex.quote(a) for a in ["vjepa", *args])
+
+
+# ---------------------------------------------------------------------------------------------- where runs go
+
+
+def variant(key: str) -> Variant:
+    """The variant of ``key``."""
+    return next(v for v in VARIANTS if v.key == key)
+
+
+def run_dir(cfg: DemoConfig, seed: int, key: str) -> Path:
+    """The pretraining run of variant ``key`` with ``seed``."""
+    return cfg.root / "pretrain" / f"seed{seed}" / key
+
+
+def encoder_source(cfg: DemoConfig, encoder: str, seed: int) -> tuple[Path, str]:
+    """(checkpoint folder, which encoder of it) the probes of ``encoder`` read for ``seed``."""
+    if encoder == RANDOM_INIT:
+        return cfg.root / "init" / f"seed{seed}", "encoder"
+    return run_dir(cfg, seed, encoder) / "export", variant(encoder).probed

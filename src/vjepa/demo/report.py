@@ -15,9 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from vjepa.demo.plan import LABELS, RANDOM_INIT, Claim, DemoConfig, Row, claims, variants
+from vjepa.checkpoint import load_pretrained
+from vjepa.data.decode import VideoReader
+from vjepa.data.index import load_index
+from vjepa.data.transforms import normalize
+from vjepa.demo.plan import LABELS, RANDOM_INIT, Claim, DemoConfig, Row, claims, encoder_source, variants
 from vjepa.figures import pca_colours, plot_bars, plot_curves, plot_masks, plot_pca, token_states
 from vjepa.grid import TokenGrid
+from vjepa.masks import PAPER_SETTINGS, MultiBlockMasks, RandomTubeMasks
+from vjepa.pretrain.metrics import read_metrics
 
 CHANCE = 25.0  # four classes for each label
 Results = Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]]
@@ -61,8 +67,6 @@ def verdict(claim: Claim, results: Results) -> tuple[str, float]:
 
 
 def _metrics(cfg: DemoConfig, seed: int, key: str) -> list[dict[str, Any]]:
-    from vjepa.pretrain.metrics import read_metrics
-
     path = cfg.root / "pretrain" / f"seed{seed}" / key / "metrics.jsonl"
     return read_metrics(path) if path.is_file() else []
 
@@ -94,17 +98,12 @@ def training_figures(cfg: DemoConfig, fig_dir: Path) -> list[Path]:
 
 def _first_test_clip(cfg: DemoConfig) -> np.ndarray:
     """The first test video's frames, ``[T, H, W, 3]`` uint8, read through the data layer."""
-    from vjepa.data.decode import VideoReader
-    from vjepa.data.index import load_index
-
     record = load_index(str(cfg.root / "data" / "val_motion.csv"))[0]
     with VideoReader(record.path) as reader:
         return reader.read_all()[: cfg.frames]
 
 
 def mask_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
-    from vjepa.masks import PAPER_SETTINGS, MultiBlockMasks, RandomTubeMasks
-
     grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size, patch_size=cfg.patch_size)
     rng = np.random.default_rng(0)
     generators = {
@@ -127,10 +126,6 @@ def mask_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
 
 
 def pca_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
-    from vjepa.checkpoint import load_pretrained
-    from vjepa.data.transforms import normalize
-    from vjepa.demo.run import encoder_source
-
     clip = normalize(torch.from_numpy(frames).permute(0, 3, 1, 2).float()).unsqueeze(0)  # [1, 3, T, H, W]
     grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size, patch_size=cfg.patch_size)
     rows = {}
@@ -236,19 +231,87 @@ def write_report(
     times,
     started: float,
 ) -> Path:
+    """Figures, ``results.json`` and ``report.md``; prints the table and the claims' verdicts.
+
+    Args:
+        cfg: the demo's config.
+        rows: the table's rows.
+        results: the measured accuracies.
+        commands: the commands behind the data (``data``) and each row (by key).
+        steps: pretraining steps per run.
+        workers: worker processes the jobs ran on.
+        times: wall seconds per stage (:class:`vjepa.demo.run.StageTimes`).
+        started: ``time.perf_counter()`` when the demo started.
+    """
+    figures = report_figures(cfg, rows, results)
+    table = results_table(rows, results)
+    checked = [(c, *verdict(c, results)) for c in claims(cfg)]
+    wall = time.perf_counter() - started
+    lines = [
+        *method_lines(cfg, steps, workers, times.seconds, wall),
+        "## Results",
+        "",
+        *table,
+        "",
+        "## Which encoder each row reads",
+        "",
+        *encoder_lines(cfg),
+        "",
+        "## The claims at this scale",
+        "",
+        "| claim | measured lead (points) | verdict |",
+        "|---|---|---|",
+        *[f"| {c.text} | {_lead(lead)} | {v} |" for c, v, lead in checked],
+        "",
+        "A claim *held* when the lead of the means exceeds the sum of the two rows' seed spreads (and the stated "
+        "margin); *reversed* when the other row leads by that much; otherwise it *did not hold* at this scale.",
+        "",
+        "## Figures",
+        "",
+        *[f"![{p.stem}](figures/{p.name})" for p in figures],
+        "",
+        *reproduce_lines(rows, commands),
+    ]
+    report = cfg.root / "report.md"
+    (cfg.root / "results.json").write_text(
+        json.dumps(
+            {"steps": steps, "results": results, "seconds": times.seconds, "wall_seconds": wall}, indent=1
+        )
+        + "\n"
+    )
+    report.write_text("\n".join(lines))
+    _print_summary(table, checked, wall, report)
+    return report
+
+
+def _print_summary(
+    table: list[str], checked: list[tuple[Claim, str, float]], wall: float, report: Path
+) -> None:
+    print("\n".join(table))
+    print()
+    for c, v, lead in checked:
+        print(f"{v:>12}  ({_lead(lead)})  {c.text}")
+    print(f"\nwall time {wall / 60:.1f} min; report: {report}")
+
+
+def report_figures(cfg: DemoConfig, rows: Sequence[Row], results: Results) -> list[Path]:
+    """Every figure of the report, in its order."""
     fig_dir = cfg.root / "figures"
     frames = _first_test_clip(cfg)
-    figures = [
+    return [
         *training_figures(cfg, fig_dir),
         mask_figure(cfg, frames, fig_dir),
         accuracy_figure(rows, results, fig_dir),
         pca_figure(cfg, frames, fig_dir),
     ]
-    table = results_table(rows, results)
-    checked = [(c, *verdict(c, results)) for c in claims(cfg)]
-    wall = time.perf_counter() - started
+
+
+def method_lines(
+    cfg: DemoConfig, steps: int, workers: int, seconds: Mapping[str, float], wall: float
+) -> list[str]:
+    """The report's title and how the data, the pretraining and the probes were made, and on what machine."""
     t_side = cfg.size // cfg.patch_size
-    lines = [
+    return [
         "# V-JEPA on a laptop CPU: the demo report",
         "",
         f"**Data.** Synthetic videos ({cfg.num_train} train, {cfg.num_test} test; {cfg.frames} frames of "
@@ -273,36 +336,19 @@ def write_report(
         "claim on a row that no seed measured is *not measured*.",
         "",
         f"**Machine.** {_environment(cfg)}. {workers} single-threaded worker process(es). Wall time "
-        f"{wall / 60:.1f} min: "
-        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.seconds.items() if v)
-        + ".",
+        f"{wall / 60:.1f} min: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items() if v) + ".",
         "",
-        "## Results",
-        "",
-        *table,
-        "",
-        "## Which encoder each row reads",
-        "",
-        *encoder_lines(cfg),
-        "",
-        "## The claims at this scale",
-        "",
-        "| claim | measured lead (points) | verdict |",
-        "|---|---|---|",
-        *[f"| {c.text} | {_lead(lead)} | {v} |" for c, v, lead in checked],
-        "",
-        "A claim *held* when the lead of the means exceeds the sum of the two rows' seed spreads (and the stated "
-        "margin); *reversed* when the other row leads by that much; otherwise it *did not hold* at this scale.",
-        "",
-        "## Figures",
-        "",
-        *[f"![{p.stem}](figures/{p.name})" for p in figures],
-        "",
+    ]
+
+
+def reproduce_lines(rows: Sequence[Row], commands: Mapping[str, Sequence[str]]) -> list[str]:
+    """The commands behind every row, as a bash block."""
+    lines = [
         "## Reproduce",
         "",
         "Each row is the output of these commands (seed 0; `runtime.seed=N` / `seed=N` and the `seedN` folders "
         "for the others; the demo ran them through the same library functions). The random-init weights are "
-        "what `vjepa.pretrain.loop.export_initial` writes for the pretraining config of the seed.",
+        "what `vjepa.pretrain.setup.export_initial` writes for the pretraining config of the seed.",
         "",
         "```bash",
         *commands["data"],
@@ -310,18 +356,4 @@ def write_report(
     for row in rows:
         if row.key in commands:
             lines += ["", f"# {row.title}", *commands[row.key]]
-    lines += ["```", ""]
-    report = cfg.root / "report.md"
-    (cfg.root / "results.json").write_text(
-        json.dumps(
-            {"steps": steps, "results": results, "seconds": times.seconds, "wall_seconds": wall}, indent=1
-        )
-        + "\n"
-    )
-    report.write_text("\n".join(lines))
-    print("\n".join(table))
-    print()
-    for c, v, lead in checked:
-        print(f"{v:>12}  ({_lead(lead)})  {c.text}")
-    print(f"\nwall time {wall / 60:.1f} min; report: {report}")
-    return report
+    return [*lines, "```", ""]

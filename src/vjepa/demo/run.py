@@ -19,6 +19,8 @@ Layout of ``out_dir``::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -27,7 +29,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from vjepa.data.decode import VideoReader
+from vjepa.data.index import load_index
+from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from vjepa.demo.parallel import Task, run_tasks
+from vjepa.demo.pixels import fit_logistic, frame_differences
 from vjepa.demo.plan import (
     LABELS,
     RANDOM_INIT,
@@ -35,9 +44,21 @@ from vjepa.demo.plan import (
     Row,
     Variant,
     command,
+    encoder_source,
+    run_dir,
     table_rows,
+    variant,
     variants,
 )
+from vjepa.demo.report import write_report
+from vjepa.pretrain.config import PretrainConfig, load_run_config
+from vjepa.pretrain.loop import pretrain
+from vjepa.pretrain.metrics import read_metrics
+from vjepa.pretrain.setup import export_initial
+from vjepa.probe.config import load_eval_config
+from vjepa.probe.data import holdout_split
+from vjepa.probe.loop import run_eval
+from vjepa.probe.selection import ProbeNotTrainedError
 from vjepa.runtime import log
 
 PRETRAIN_SHARE = 0.5
@@ -67,9 +88,7 @@ def worker_count(cfg: DemoConfig) -> int:
 # ----------------------------------------------------------------------------------------------------- data
 
 
-def data_spec(cfg: DemoConfig):
-    from vjepa.data.synthetic import SyntheticSpec
-
+def data_spec(cfg: DemoConfig) -> SyntheticSpec:
     return SyntheticSpec(
         num_frames=cfg.frames,
         size=cfg.size,
@@ -90,8 +109,6 @@ def data_command(cfg: DemoConfig) -> list[str]:
 
 
 def make_data(cfg: DemoConfig) -> Path:
-    from vjepa.data.synthetic import write_synthetic_dataset
-
     root = cfg.root / "data"
     if not (root / "meta.json").is_file():
         write_synthetic_dataset(
@@ -143,10 +160,6 @@ def pretrain_overrides(cfg: DemoConfig, seed: int, steps: int) -> list[str]:
     ]
 
 
-def run_dir(cfg: DemoConfig, seed: int, key: str) -> Path:
-    return cfg.root / "pretrain" / f"seed{seed}" / key
-
-
 def variant_overrides(cfg: DemoConfig, variant: Variant, seed: int, steps: int) -> list[str]:
     """Every ``--set`` value of one pretraining run."""
     teacher = []
@@ -162,36 +175,23 @@ def pretrain_command(cfg: DemoConfig, variant: Variant, seed: int, steps: int) -
     return args
 
 
-def _variant(key: str) -> Variant:
-    from vjepa.demo.plan import VARIANTS
-
-    return next(v for v in VARIANTS if v.key == key)
-
-
 def run_pretrain(cfg: DemoConfig, key: str, seed: int, steps: int) -> str:
     """Pretrain one variant with one seed (quietly: a worker process); returns its export folder. A finished
     run is kept, an interrupted one started over (the demo owns this folder)."""
-    from vjepa.pretrain.config import load_run_config
-
     folder = run_dir(cfg, seed, key)
     export = folder / "export"
     if (export / "config.json").is_file():
         return str(export)
     shutil.rmtree(folder, ignore_errors=True)
     config, folder = load_run_config(
-        "tiny_cpu", variant_overrides(cfg, _variant(key), seed, steps), folder, False
+        "tiny_cpu", variant_overrides(cfg, variant(key), seed, steps), folder, False
     )
     _pretrain_quietly(config, folder)
     return str(export)
 
 
-def _pretrain_quietly(config, folder: Path) -> None:
+def _pretrain_quietly(config: PretrainConfig, folder: Path) -> None:
     """``pretrain`` with its log kept in memory (many run side by side); the log's tail is printed if it fails."""
-    import contextlib
-    import io
-
-    from vjepa.pretrain.loop import pretrain
-
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         try:
             pretrain(config, folder)
@@ -202,9 +202,6 @@ def _pretrain_quietly(config, folder: Path) -> None:
 
 def export_init(cfg: DemoConfig, seed: int, steps: int) -> Path:
     """The random-init row's weights: exactly those every pretraining run of ``seed`` starts from."""
-    from vjepa.pretrain.config import load_run_config
-    from vjepa.pretrain.loop import export_initial
-
     out = cfg.root / "init" / f"seed{seed}"
     if not (out / "config.json").is_file():
         config, _ = load_run_config("tiny_cpu", pretrain_overrides(cfg, seed, steps), None, False)
@@ -217,11 +214,6 @@ def calibrate_steps(cfg: DemoConfig, budget_seconds: float, workers: int) -> tup
     (``cfg.pretrain_steps`` when set; then the seconds per step are NaN)."""
     if cfg.pretrain_steps is not None:
         return cfg.pretrain_steps, math.nan
-    import torch
-
-    from vjepa.pretrain.config import load_run_config
-    from vjepa.pretrain.metrics import read_metrics
-
     folder = cfg.root / "calibration"
     shutil.rmtree(folder, ignore_errors=True)
     timed = [
@@ -248,13 +240,6 @@ def calibrate_steps(cfg: DemoConfig, budget_seconds: float, workers: int) -> tup
 
 
 # ---------------------------------------------------------------------------------------------------- probes
-
-
-def encoder_source(cfg: DemoConfig, encoder: str, seed: int) -> tuple[Path, str]:
-    """(checkpoint folder, which encoder of it) the probes of ``encoder`` read for ``seed``."""
-    if encoder == RANDOM_INIT:
-        return cfg.root / "init" / f"seed{seed}", "encoder"
-    return run_dir(cfg, seed, encoder) / "export", _variant(encoder).probed
 
 
 def probe_overrides(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[str]:
@@ -295,13 +280,6 @@ def run_probes(cfg: DemoConfig, rows: list[Row], label: str, seed: int) -> dict[
     """The probes of ``rows`` (one encoder: they share its feature cache, so they run one after the other
     in one worker) on ``label``; ``{row key: {"top1", "train_top1"}}`` (NaN where no head trained). A
     finished probe's result is read back, not recomputed."""
-    import contextlib
-    import io
-
-    from vjepa.probe.config import load_eval_config
-    from vjepa.probe.loop import run_eval
-    from vjepa.probe.selection import ProbeNotTrainedError
-
     results = {}
     for row in rows:
         out = cfg.root / "eval" / row.key / label / f"seed{seed}" / "metrics.json"
@@ -321,14 +299,8 @@ def run_probes(cfg: DemoConfig, rows: list[Row], label: str, seed: int) -> dict[
 # -------------------------------------------------------------------------------------------- pixel baseline
 
 
-def _clips(index: str):
+def _clips(index: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``[M, 3, T, H, W]`` float clips in [0, 1] and ``[M]`` labels of an index."""
-    import numpy as np
-    import torch
-
-    from vjepa.data.decode import VideoReader
-    from vjepa.data.index import load_index
-
     records = load_index(index)
     frames = []
     for record in records:
@@ -341,9 +313,6 @@ def _clips(index: str):
 def run_pixel_baseline(cfg: DemoConfig, label: str) -> list[dict[str, float]]:
     """Logistic regression on frame differences for ``label``, one fit per seed (the seed picks the same
     held-out selection split as the probes'): ``[{"top1", "train_top1"} per seed]``."""
-    from vjepa.demo.pixels import fit_logistic, frame_differences
-    from vjepa.probe.data import holdout_split
-
     data = cfg.root / "data"
     train_clips, train_labels = _clips(str(data / f"train_{label}.csv"))
     test_clips, test_labels = _clips(str(data / f"val_{label}.csv"))
@@ -364,8 +333,6 @@ def run_pixel_baseline(cfg: DemoConfig, label: str) -> list[dict[str, float]]:
 
 def run_demo(cfg: DemoConfig) -> Path:
     """Run the whole demo; returns the path of ``report.md``."""
-    from vjepa.demo.report import write_report
-
     root = cfg.root
     if (root / "report.md").is_file():
         raise FileExistsError(f"{root} already holds a finished demo (report.md); choose another --out")
@@ -374,8 +341,6 @@ def run_demo(cfg: DemoConfig) -> Path:
     start = time.perf_counter()
     times = StageTimes()
     workers = worker_count(cfg)
-    seeds = range(cfg.seeds)
-    todo = variants(cfg)
 
     t = time.perf_counter()
     log(None, f"[1/4] synthetic data -> {root / 'data'}")
@@ -383,9 +348,26 @@ def run_demo(cfg: DemoConfig) -> Path:
     times.add("data", t)
 
     t = time.perf_counter()
+    steps = pretrain_stage(cfg, workers)
+    times.add("pretrain", t)
+
+    t = time.perf_counter()
+    rows = table_rows(cfg)
+    results = probe_stage(cfg, rows, workers)
+    times.add("probes", t)
+
+    log(None, "[4/4] figures and report")
+    commands = reproduce_commands(cfg, rows, steps)
+    return write_report(cfg, rows, results, commands, steps, workers, times, start)
+
+
+def pretrain_stage(cfg: DemoConfig, workers: int) -> int:
+    """The random-init exports and every pretraining run (students of a frozen teacher in a second wave,
+    after their teachers); returns the steps per run."""
     steps, step_seconds = calibrate_steps(cfg, 60.0 * cfg.budget_minutes, workers)
-    for seed in seeds:
+    for seed in range(cfg.seeds):
         export_init(cfg, seed, steps)
+    todo = variants(cfg)
     calibrated = f", calibrated at {step_seconds:.2f} s/step" if not math.isnan(step_seconds) else ""
     log(
         None,
@@ -396,13 +378,22 @@ def run_demo(cfg: DemoConfig) -> Path:
         [v for v in todo if not v.teacher_from],
         [v for v in todo if v.teacher_from],  # students of a frozen teacher trained in the first wave
     ):
-        tasks = [Task(f"{v.key}/seed{s}", run_pretrain, (cfg, v.key, s, steps)) for s in seeds for v in wave]
+        tasks = [
+            Task(f"{v.key}/seed{s}", run_pretrain, (cfg, v.key, s, steps))
+            for s in range(cfg.seeds)
+            for v in wave
+        ]
         if tasks:
             run_tasks(tasks, workers, "pretraining run")
-    times.add("pretrain", t)
+    return steps
 
-    t = time.perf_counter()
-    rows = table_rows(cfg)
+
+def probe_stage(
+    cfg: DemoConfig, rows: list[Row], workers: int
+) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """Every probe job and the pixel baseline; ``results[row][label]``: one ``{"top1", "train_top1"}`` per
+    seed."""
+    seeds = range(cfg.seeds)
     by_encoder: dict[str, list[Row]] = {}
     for row in rows:
         if row.readout != "pixels":
@@ -430,18 +421,18 @@ def run_demo(cfg: DemoConfig) -> Path:
             for label in LABELS:
                 for key, value in done[f"{enc}/{label}/seed{s}"].items():
                     results.setdefault(key, {}).setdefault(label, []).append(value)
-    times.add("probes", t)
+    return results
 
-    t = time.perf_counter()
-    log(None, "[4/4] figures and report")
+
+def reproduce_commands(cfg: DemoConfig, rows: list[Row], steps: int) -> dict[str, list[str]]:
+    """The ``vjepa`` commands (seed 0) behind the data and each row, for the report."""
     commands: dict[str, list[str]] = {"data": [command(data_command(cfg))]}
     for row in rows:
         if row.readout == "pixels":
             continue
         cmds = []
         if row.encoder != RANDOM_INIT and row.key == row.encoder:
-            cmds.append(command(pretrain_command(cfg, _variant(row.encoder), 0, steps)))
+            cmds.append(command(pretrain_command(cfg, variant(row.encoder), 0, steps)))
         cmds += [command(probe_command(cfg, row, label, 0)) for label in LABELS]
         commands[row.key] = cmds
-    report = write_report(cfg, rows, results, commands, steps, workers, times, start)
-    return report
+    return commands

@@ -41,7 +41,7 @@ class MetricsWriter:
         self._file = self.path.open("a", encoding="utf-8", newline="")
         self._tb = None
         if tensorboard and importlib.util.find_spec("tensorboard") is not None:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard is an optional dependency
 
             self._tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=resume_step)
 

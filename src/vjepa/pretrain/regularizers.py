@@ -39,7 +39,7 @@ from vjepa.pretrain.config import RegularizerConfig
 def _all_reduce_sum(x: Tensor) -> Tensor:
     """Sum over ranks with a gradient (identity when not distributed)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.distributed.nn.functional import all_reduce
+        from torch.distributed.nn.functional import all_reduce  # lazy: only on a process group
 
         return all_reduce(x, op=dist.ReduceOp.SUM)
     return x
