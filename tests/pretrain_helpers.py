@@ -7,12 +7,9 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from vjepa.config import apply_overrides, from_dict
-from vjepa.optim import build_optimizer, param_groups
 from vjepa.pretrain.config import PretrainConfig
-from vjepa.pretrain.data import build_stream
-from vjepa.pretrain.schedules import Schedules
-from vjepa.pretrain.setup import Trainer, build_objective, token_grid
-from vjepa.runtime import Runtime, seed_everything
+from vjepa.pretrain.setup import Trainer, build_trainer
+from vjepa.runtime import Runtime
 
 TINY = {
     "data": {
@@ -56,14 +53,6 @@ def tiny_config(overrides: Sequence[str] = ()) -> PretrainConfig:
 
 def make_trainer(config: PretrainConfig) -> tuple[Trainer, Iterator]:
     """A single-process CPU trainer for ``config`` and its endless batch iterator (what ``pretrain`` builds)."""
-    seed_everything(config.runtime.seed)
-    objective = build_objective(config)
-    groups = param_groups(
-        objective.encoder, [objective.predictor, objective.pixel_head or torch.nn.Identity()]
-    )
-    opt = build_optimizer(groups, betas=(0.9, 0.999), eps=1e-8, device=torch.device("cpu"))
-    runtime = Runtime(torch.device("cpu"))
-    trainer = Trainer(
-        objective, objective, opt, Schedules(config.optimization), config.runtime.precision, runtime
-    )
-    return trainer, build_stream(config, token_grid(config, objective)).batches()
+    trainer = build_trainer(config, Runtime(torch.device("cpu")))
+    assert trainer.stream is not None
+    return trainer, trainer.stream.batches()
