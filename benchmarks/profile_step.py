@@ -276,6 +276,50 @@ def pipelined(settings: dict[str, tuple], trainer: Trainer, rounds: int, steps: 
     return {label: tuple(statistics.median(col) for col in zip(*r, strict=True)) for label, r in rows.items()}
 
 
+# -------------------------------------------------------------------------------------------------- tables
+
+
+def stages_table(
+    args: argparse.Namespace, sources: dict[str, tuple[Path, int]], runtime: Runtime, root: Path
+) -> None:
+    """Table 1: wall ms per stage of one step, per source, decoding and from the clip cache."""
+    print("\n| source | data path | " + " | ".join(STAGES) + " | data total | compute total | step | "
+          "CPU ms: data | compute |")  # fmt: skip
+    print("|---|---|" + "---|" * (len(STAGES) + 5))
+    for name, (csv, step) in sources.items():
+        for mode in ("false", "true"):
+            config = make_config(args, csv, step, mode, root / "cache")
+            ms = profile_stages(config, make_trainer(config, runtime), args.steps)
+            data = sum(ms[s] for s in STAGES[:4])
+            compute = sum(ms[s] for s in STAGES[4:])
+            cells = " | ".join(f"{ms[s]:.1f}" for s in STAGES)
+            path = "decode" if mode == "false" else "clip cache"
+            print(f"| {name} | {path} | {cells} | {data:.1f} | {compute:.1f} | {data + compute:.1f} | "
+                  f"{ms['data CPU']:.1f} | {ms['compute CPU']:.1f} |", flush=True)  # fmt: skip
+
+
+def pipelined_table(
+    args: argparse.Namespace, sources: dict[str, tuple[Path, int]], runtime: Runtime, root: Path
+) -> None:
+    """Table 2: the step time a run sees per loader setting, against batches already in memory."""
+    print("\n| source | loader | step (s), median | data wait (s) | CPU s/step (with workers) | "
+          "vs in memory (wall) | (CPU) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, (csv, step) in sources.items():
+        memory = make_config(args, csv, step, "true", root / "cache")
+        trainer = make_trainer(memory, runtime)
+        settings: dict[str, tuple] = {"clips in memory": (memory, None)}
+        for mode in ("false", "true"):
+            config = make_config(args, csv, step, mode, root / "cache")
+            for w in args.workers:
+                settings[f"{w} worker(s), {'clip cache' if mode == 'true' else 'decode'}"] = (config, w)
+        results = pipelined(settings, trainer, args.rounds, args.steps)
+        base = results["clips in memory"]
+        for label, (sec, wait, cpu) in results.items():
+            print(f"| {name} | {label} | {sec:.3f} | {wait:.3f} | {cpu:.3f} | {sec / base[0]:.2f}x | "
+                  f"{cpu / base[2]:.2f}x |", flush=True)  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------------- main
 
 
@@ -329,39 +373,9 @@ def main() -> None:
     print(f"# load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     try:
         if "1" in args.tables:
-            print("\n| source | data path | " + " | ".join(STAGES) + " | data total | compute total | step | "
-                  "CPU ms: data | compute |")  # fmt: skip
-            print("|---|---|" + "---|" * (len(STAGES) + 5))
-            for name, (csv, step) in sources.items():
-                for mode in ("false", "true"):
-                    config = make_config(args, csv, step, mode, root / "cache")
-                    ms = profile_stages(config, make_trainer(config, runtime), args.steps)
-                    data = sum(ms[s] for s in STAGES[:4])
-                    compute = sum(ms[s] for s in STAGES[4:])
-                    cells = " | ".join(f"{ms[s]:.1f}" for s in STAGES)
-                    path = "decode" if mode == "false" else "clip cache"
-                    print(f"| {name} | {path} | {cells} | {data:.1f} | {compute:.1f} | {data + compute:.1f} | "
-                          f"{ms['data CPU']:.1f} | {ms['compute CPU']:.1f} |", flush=True)  # fmt: skip
+            stages_table(args, sources, runtime, root)
         if "2" in args.tables:
-            print("\n| source | loader | step (s), median | data wait (s) | CPU s/step (with workers) | "
-                  "vs in memory (wall) | (CPU) |")  # fmt: skip
-            print("|---|---|---|---|---|---|---|")
-            for name, (csv, step) in sources.items():
-                memory = make_config(args, csv, step, "true", root / "cache")
-                trainer = make_trainer(memory, runtime)
-                settings: dict[str, tuple] = {"clips in memory": (memory, None)}
-                for mode in ("false", "true"):
-                    config = make_config(args, csv, step, mode, root / "cache")
-                    for w in args.workers:
-                        settings[f"{w} worker(s), {'clip cache' if mode == 'true' else 'decode'}"] = (
-                            config,
-                            w,
-                        )
-                results = pipelined(settings, trainer, args.rounds, args.steps)
-                base = results["clips in memory"]
-                for label, (sec, wait, cpu) in results.items():
-                    print(f"| {name} | {label} | {sec:.3f} | {wait:.3f} | {cpu:.3f} | {sec / base[0]:.2f}x | "
-                          f"{cpu / base[2]:.2f}x |", flush=True)  # fmt: skip
+            pipelined_table(args, sources, runtime, root)
     finally:
         if args.work_dir is None:
             shutil.rmtree(root, ignore_errors=True)

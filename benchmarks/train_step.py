@@ -248,6 +248,13 @@ def main() -> None:
         prec: matmul_rate(device, torch.float32 if resolved[prec] == "fp32" else torch.bfloat16)
         for prec in args.precision
     }
+    print_header(args, device, rates)
+    print_table(args, resolved, rates)
+    print(f"# load average at end {os.getloadavg()[0]:.2f}")
+
+
+def print_header(args: argparse.Namespace, device: torch.device, rates: dict[str, float]) -> None:
+    """The machine, the workload, the matmul rates and what decides ``precision: auto``."""
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -262,6 +269,10 @@ def main() -> None:
         print(f"# plain matmul {prec}: {rate / 1e9:.1f} GFLOP/s")
     print_precision_header(device)
     sys.stdout.flush()
+
+
+def print_table(args: argparse.Namespace, resolved: dict[str, str], rates: dict[str, float]) -> None:
+    """One row per (model, precision, activation checkpointing), each measured in its own subprocess."""
     acs = {"off": [False], "on": [True], "both": [False, True]}[args.activation_checkpointing]
     print("| model | precision | act. ckpt | step (s), median | min | CPU s/step | GFLOP/step | achieved TFLOP/s | "
           "% of matmul | peak mem (GiB) |")  # fmt: skip
@@ -284,7 +295,6 @@ def main() -> None:
                       f"{r['cpu_s']:.3f} | {r['gflop_per_step']:.1f} | "
                       f"{achieved / 1e12:.3f} | {100 * achieved / rates[prec]:.1f} | {r['peak_mem_gib']:.2f} |",
                       flush=True)  # fmt: skip
-    print(f"# load average at end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from vjepa.data.decode import VideoReader
+from vjepa.data.index import load_index
+from vjepa.demo.plan import DemoConfig
+from vjepa.probe.data import holdout_split
 
 WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)
 """L2 strengths of the grid (on standardized features; the loss is the mean cross-entropy)."""
@@ -109,3 +115,35 @@ def _fit_one(
 
     opt.step(closure)
     return weight.detach(), bias.detach()
+
+
+# ------------------------------------------------------------------------------------------------ the demo
+
+
+def _clips(index: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[M, 3, T, H, W]`` float clips in [0, 1] and ``[M]`` labels of an index."""
+    records = load_index(index)
+    frames = []
+    for record in records:
+        with VideoReader(record.path) as reader:
+            frames.append(reader.read_all())
+    clips = torch.from_numpy(np.stack(frames)).permute(0, 4, 1, 2, 3).float() / 255
+    return clips, torch.tensor([r.label for r in records])
+
+
+def run_pixel_baseline(cfg: DemoConfig, label: str) -> list[dict[str, float]]:
+    """Logistic regression on frame differences for ``label``, one fit per seed (the seed picks the same
+    held-out selection split as the probes'): ``[{"top1", "train_top1"} per seed]``."""
+    data = cfg.root / "data"
+    train_clips, train_labels = _clips(str(data / f"train_{label}.csv"))
+    test_clips, test_labels = _clips(str(data / f"val_{label}.csv"))
+    x, xt = frame_differences(train_clips), frame_differences(test_clips)
+    classes = int(train_labels.max()) + 1
+    out = []
+    for seed in range(cfg.seeds):
+        base, held = holdout_split(train_labels.numpy(), 0.2, seed)
+        best, _ = fit_logistic(
+            (x[base], train_labels[base]), (x[held], train_labels[held]), (xt, test_labels), classes
+        )
+        out.append({"top1": best.test, "train_top1": best.train})
+    return out

@@ -29,14 +29,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from vjepa.data.decode import VideoReader
-from vjepa.data.index import load_index
 from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 from vjepa.demo.parallel import Task, run_tasks
-from vjepa.demo.pixels import fit_logistic, frame_differences
+from vjepa.demo.pixels import run_pixel_baseline
 from vjepa.demo.plan import (
     LABELS,
     RANDOM_INIT,
@@ -56,7 +53,6 @@ from vjepa.pretrain.loop import pretrain
 from vjepa.pretrain.metrics import read_metrics
 from vjepa.pretrain.setup import export_initial
 from vjepa.probe.config import load_eval_config
-from vjepa.probe.data import holdout_split
 from vjepa.probe.loop import run_eval
 from vjepa.probe.selection import ProbeNotTrainedError
 from vjepa.runtime import log
@@ -294,38 +290,6 @@ def run_probes(cfg: DemoConfig, rows: list[Row], label: str, seed: int) -> dict[
             k: math.nan if selected.get(k) is None else float(selected[k]) for k in ("top1", "train_top1")
         }
     return results
-
-
-# -------------------------------------------------------------------------------------------- pixel baseline
-
-
-def _clips(index: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[M, 3, T, H, W]`` float clips in [0, 1] and ``[M]`` labels of an index."""
-    records = load_index(index)
-    frames = []
-    for record in records:
-        with VideoReader(record.path) as reader:
-            frames.append(reader.read_all())
-    clips = torch.from_numpy(np.stack(frames)).permute(0, 4, 1, 2, 3).float() / 255
-    return clips, torch.tensor([r.label for r in records])
-
-
-def run_pixel_baseline(cfg: DemoConfig, label: str) -> list[dict[str, float]]:
-    """Logistic regression on frame differences for ``label``, one fit per seed (the seed picks the same
-    held-out selection split as the probes'): ``[{"top1", "train_top1"} per seed]``."""
-    data = cfg.root / "data"
-    train_clips, train_labels = _clips(str(data / f"train_{label}.csv"))
-    test_clips, test_labels = _clips(str(data / f"val_{label}.csv"))
-    x, xt = frame_differences(train_clips), frame_differences(test_clips)
-    classes = int(train_labels.max()) + 1
-    out = []
-    for seed in range(cfg.seeds):
-        base, held = holdout_split(train_labels.numpy(), 0.2, seed)
-        best, _ = fit_logistic(
-            (x[base], train_labels[base]), (x[held], train_labels[held]), (xt, test_labels), classes
-        )
-        out.append({"top1": best.test, "train_top1": best.train})
-    return out
 
 
 # ------------------------------------------------------------------------------------------------------ main
