@@ -58,9 +58,11 @@ def step_config(sizes: StepSizes, steps: int, overrides: Sequence[str] = ()) -> 
     )
 
 
-def step_trainer(config: PretrainConfig, runtime: Runtime, **build) -> Trainer:
-    """``build_trainer`` without the data stream (``build``: its ``shard`` / ``ddp`` overrides)."""
-    return build_trainer(config, runtime, data=False, **build)
+def step_trainer(
+    config: PretrainConfig, runtime: Runtime, *, shard: bool | None = None, ddp: bool | None = None
+) -> Trainer:
+    """``build_trainer`` without the data stream (``shard`` / ``ddp``: see :func:`build_trainer`)."""
+    return build_trainer(config, runtime, data=False, shard=shard, ddp=ddp)
 
 
 @dataclass
