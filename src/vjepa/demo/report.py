@@ -18,6 +18,7 @@ import torch
 from vjepa.demo.plan import LABELS, RANDOM_INIT, Claim, DemoConfig, Row, claims, variants
 from vjepa.figures import pca_colours, plot_bars, plot_curves, plot_masks, plot_pca, token_states
 from vjepa.grid import TokenGrid
+from vjepa.io import DEMO_RESULTS_FORMAT, write_json
 
 CHANCE = 25.0  # four classes for each label
 Results = Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]]
@@ -312,12 +313,8 @@ def write_report(
             lines += ["", f"# {row.title}", *commands[row.key]]
     lines += ["```", ""]
     report = cfg.root / "report.md"
-    (cfg.root / "results.json").write_text(
-        json.dumps(
-            {"steps": steps, "results": results, "seconds": times.seconds, "wall_seconds": wall}, indent=1
-        )
-        + "\n"
-    )
+    results_data = {"steps": steps, "results": results, "seconds": times.seconds, "wall_seconds": wall}
+    write_json(cfg.root / "results.json", results_data, DEMO_RESULTS_FORMAT, indent=1)
     report.write_text("\n".join(lines))
     print("\n".join(table))
     print()

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from vjepa.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from vjepa.config import ConfigError, save_config, to_dict
+from vjepa.errors import VjepaError
 from vjepa.grid import TokenGrid
 from vjepa.masks import MaskedBatch
 from vjepa.models import VideoEncoder, build_encoder, build_predictor
@@ -55,6 +56,7 @@ from vjepa.pretrain.rundir import (
     inspect_run_dir,
     remove_stale_temporaries,
     saved_config,
+    write_header,
 )
 from vjepa.pretrain.schedules import Schedules
 from vjepa.pretrain.sharded import checkpoint_summary, save_sharded
@@ -81,8 +83,8 @@ from vjepa.runtime import (
 from vjepa.threads import StepTimeWatch
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+class TrainingDiverged(VjepaError):
+    """The loss became NaN or infinite (a learning rate or a config the user can change); the message names the step and the last good checkpoint."""
 
 
 @dataclass
@@ -435,6 +437,7 @@ def _start_writing(config: PretrainConfig, run: RunDir, start_step: int, runtime
         log(runtime, f"removed {tmp}, left by a write that was killed")
     run.path.mkdir(parents=True, exist_ok=True)
     save_config(config, run.config_path)
+    write_header(run)
     if run.checkpoint is not None and run.checkpoint.name == LATEST:
         kept = complete_kept_checkpoint(run.checkpoint_dir, start_step, config.logging.keep_every)
         if kept is not None:
