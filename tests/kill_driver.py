@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-import vjepa.checkpoint as checkpoint
+import vjepa.io as vio
 import vjepa.pretrain.state as state
 from pretrain_helpers import tiny_config
 from vjepa.pretrain.loop import pretrain
@@ -29,7 +29,7 @@ def _die(partial: Path) -> None:
 def main() -> None:
     run_dir, where, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     if where == "export":
-        checkpoint.save_file = lambda tensors, path, metadata=None: _die(Path(path))
+        vio.save_file = lambda tensors, path, metadata=None: _die(Path(path))  # every safetensors write
     elif where == "kept":
         real = state.atomic_write
 

@@ -10,7 +10,6 @@ import torch
 
 from vjepa.checkpoint import (
     CheckpointError,
-    atomic_write,
     convert_official,
     infer_encoder_config,
     load_encoder,
@@ -19,6 +18,8 @@ from vjepa.checkpoint import (
     save_pretrained,
 )
 from vjepa.cli import main as cli_main
+from vjepa.errors import InvalidArgument
+from vjepa.io import atomic_write
 from vjepa.models import build_encoder, build_predictor
 
 
@@ -149,7 +150,7 @@ def test_our_format_rejects_unknown_config_keys(tmp_path):
 def test_save_predictor_needs_config_and_roundtrips(tmp_path):
     encoder = build_encoder("vit_tiny", num_frames=4, img_size=32)
     predictor = build_predictor(encoder, depth=1, predictor_embed_dim=48)
-    with pytest.raises(ValueError, match="needs its predictor_config"):
+    with pytest.raises(InvalidArgument, match="needs its predictor_config"):
         save_pretrained(tmp_path / "m", {"predictor": predictor}, encoder.config)
     out = save_pretrained(
         tmp_path / "m", {"encoder": encoder, "predictor": predictor}, encoder.config, predictor.config

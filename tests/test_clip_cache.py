@@ -18,6 +18,7 @@ from vjepa.data.index import VideoRecord
 from vjepa.data.loader import make_loader
 from vjepa.data.sampling import ClipSpec
 from vjepa.data.transforms import CropSpec, EvalViewSpec
+from vjepa.errors import InvalidArgument
 
 MB = 10**6
 
@@ -156,5 +157,5 @@ def test_open_clip_cache_decides_from_the_estimated_size(tmp_path):
     forced = open_clip_cache(True, paths, None, cache_dir=tmp_path / "c", max_gb=1e-6)
     assert forced.cache is not None
     for bad in ("sometimes", "on", 1):
-        with pytest.raises(ValueError, match="'auto', true or false"):
+        with pytest.raises(InvalidArgument, match="'auto', true or false"):
             open_clip_cache(bad, paths, None)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from vjepa.data.index import (
     read_folder_index,
 )
 from vjepa.data.loader import DrawSampler
+from vjepa.errors import InvalidArgument
 
 
 def test_csv_label_is_last_field_and_paths_keep_spaces(tmp_path: Path) -> None:
@@ -88,9 +89,9 @@ def test_load_mixed_index_reads_every_format(tmp_path: Path) -> None:
 
 def test_mixing_rejects_bad_weights() -> None:
     a = [VideoRecord("/a.mp4", 0)]
-    with pytest.raises(ValueError, match="weights"):
+    with pytest.raises(InvalidArgument, match="weights"):
         mix_indexes([a, a], weights=[1.0])
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(InvalidArgument, match="non-negative"):
         mix_indexes([a, a], weights=[1.0, -1.0])
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(InvalidArgument, match="empty"):
         mix_indexes([a, []])

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 
+from vjepa.errors import InvalidArgument
 from vjepa.models import (
     MODEL_SIZES,
     EncoderConfig,
@@ -150,13 +151,13 @@ def test_predictor_has_one_mask_token_per_setting_and_predicts_target_positions(
 
 
 def test_config_validation_names_the_field():
-    with pytest.raises(ValueError, match="not divisible by num_heads"):
+    with pytest.raises(InvalidArgument, match="not divisible by num_heads"):
         EncoderConfig(embed_dim=30, depth=1, num_heads=4)
-    with pytest.raises(ValueError, match="depth must be a positive integer"):
+    with pytest.raises(InvalidArgument, match="depth must be a positive integer"):
         EncoderConfig(embed_dim=32, depth=0, num_heads=4)
-    with pytest.raises(ValueError, match="unknown model size 'vit_enormous'"):
+    with pytest.raises(InvalidArgument, match="unknown model size 'vit_enormous'"):
         build_encoder("vit_enormous")
-    with pytest.raises(ValueError, match=r"unknown encoder config key\(s\) \['heads'\]"):
+    with pytest.raises(InvalidArgument, match=r"unknown encoder config key\(s\) \['heads'\]"):
         EncoderConfig.from_dict({"embed_dim": 32, "depth": 1, "heads": 4})
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from vjepa.errors import InvalidArgument
 from vjepa.models import VideoEncoder
 from vjepa.models.registry import EncoderConfig
 from vjepa.probe.attentive import AttentiveClassifier
@@ -183,7 +184,7 @@ def test_eval_sharding_counts_every_sample_once_and_training_shares_are_equal():
     assert {len(o) for o in orders} == {3}
     assert len(set(np.concatenate(orders).tolist())) == 9
     assert not np.array_equal(epoch_order(idx, 0, 0, 0, 1), epoch_order(idx, 0, 1, 0, 1))
-    with pytest.raises(ValueError, match="cannot be shared"):
+    with pytest.raises(InvalidArgument, match="cannot be shared"):
         epoch_order(np.arange(2), 0, 0, 0, 4)
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import vjepa.runtime as rt
+from vjepa.errors import InvalidArgument
 from vjepa.threads import StepTimeWatch, ThreadSettings, cgroup_cpu_limit, set_thread_env_defaults
 
 CPU = torch.device("cpu")
@@ -46,7 +47,7 @@ def test_explicit_bf16_without_native_bf16_runs_with_a_warning(monkeypatch, caps
     assert "precision bf16" in out.out and "WARNING" in out.err
     monkeypatch.setattr(rt, "cpu_bf16_support", lambda: _support(True))
     assert rt.resolve_precision("bf16", CPU).warning is None
-    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+    with pytest.raises(InvalidArgument, match="auto, fp32, bf16"):
         rt.resolve_precision("fp16", CPU)
 
 
@@ -115,7 +116,7 @@ def test_configure_threads_precedence(monkeypatch):
         assert settings.source == "default" and 1 <= settings.intra_op <= settings.usable_cpus
         monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")  # torchrun: the cores are shared by the local processes
         assert rt.configure_threads(None).intra_op == 1
-        with pytest.raises(ValueError, match="threads"):
+        with pytest.raises(InvalidArgument, match="threads"):
             rt.configure_threads(0)
     finally:
         torch.set_num_threads(before)

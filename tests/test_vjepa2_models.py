@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from vjepa.errors import InvalidArgument
 from vjepa.grid import TokenGrid
 from vjepa.models import VJEPA2_MODELS, VideoEncoder, build_encoder, build_predictor
 from vjepa.models.registry import EncoderConfig, canonical_name, encoder_config
@@ -125,9 +126,9 @@ def test_vjepa2_giant_mlp_and_384():
     assert encoder_config("vjepa2_vit_giant").mlp_ratio == 48 / 11
     assert encoder_config("vjepa2-vitg-384").img_size == 384
     assert encoder_config("vit_large", positions="rope").num_heads == 16
-    with pytest.raises(ValueError, match="unknown V-JEPA 2 model"):
+    with pytest.raises(InvalidArgument, match="unknown V-JEPA 2 model"):
         encoder_config("vjepa2_vit_small")
-    with pytest.raises(ValueError, match="positions"):
+    with pytest.raises(InvalidArgument, match="positions"):
         dataclasses.replace(tiny_rope_config(), positions="learned")
 
 

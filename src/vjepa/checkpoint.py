@@ -15,24 +15,27 @@ and recorded (``meta["ignored_keys"]``). Hugging Face folders are read by :mod:`
 
 from __future__ import annotations
 
-import json
-import os
-import pickle
 import re
 import sys
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from vjepa.errors import VjepaError, shown
+from vjepa.errors import InvalidArgument, VjepaError, shown
+from vjepa.io import (
+    EXPORT_FORMAT,
+    CheckpointError,
+    load_safetensors,
+    read_json,
+    safe_torch_load,
+    write_json,
+    write_safetensors,
+)
 from vjepa.models.encoder import VideoEncoder
 from vjepa.models.pos_embed import infer_grid
 from vjepa.models.predictor import Predictor
@@ -47,8 +50,6 @@ from vjepa.models.registry import (
     size_name_of,
 )
 
-FORMAT_NAME = "vjepa"
-FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MODEL_KEYS = ("encoder", "target_encoder", "predictor")
@@ -59,79 +60,8 @@ FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 # not import the training code).
 RUN_CONFIG_FILE = "config.yaml"
 RUN_EXPORT_DIR = "export"
-# atomic_write's temporary files: ".<name>.<8 random characters>.tmp" beside the target.
-_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 PositionChoice = Literal["auto", "sincos", "rope"]
 VJEPA2_DEFAULT_SIZE = 256  # clip side recorded for official V-JEPA 2 files (their weights do not say it)
-
-
-class CheckpointError(VjepaError):
-    """A checkpoint that cannot be loaded as asked; the message names the file and the problem."""
-
-
-# ----------------------------------------------------------------------------------------------- safe I/O
-
-
-def safe_torch_load(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU, with errors that name the file and the cause."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{shown(path)}: a folder, not a checkpoint file{_folder_hint(path)}")
-    if not path.exists():
-        raise CheckpointError(f"{shown(path)}: no such checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{shown(path)}: not a regular file (a pipe, socket or device)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if found is None:
-            raise CheckpointError(
-                f"{path}: not a readable PyTorch checkpoint (corrupt or not a checkpoint)"
-            ) from None
-        raise CheckpointError(
-            f"{path}: refused to load: the file holds a pickled Python object ({found.group(1)}) beyond "
-            f"tensors and plain containers, and vjepa never executes pickled code (torch.load weights_only=True)"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash mid-write leaves any previous file at ``path`` untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private (0600); give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def stale_temporaries(folder: str | Path) -> list[Path]:
-    """The temporary files that writes by :func:`atomic_write` killed mid-way left in ``folder``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if _TEMP_NAME.match(p.name) and p.is_file())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # ------------------------------------------------------------------------------------------------ key map
@@ -389,7 +319,7 @@ class Pretrained:
     def encoder(self, which: EncoderKey = "target_encoder") -> VideoEncoder:
         """The chosen encoder; ``target_encoder`` (the EMA weights) is what the paper evaluates."""
         if which not in MODEL_KEYS[:2]:
-            raise ValueError(f"which must be 'target_encoder' or 'encoder', got {which!r}")
+            raise InvalidArgument(f"which must be 'target_encoder' or 'encoder', got {which!r}")
         if which not in self.models:
             raise CheckpointError(
                 f"{self.meta.get('source', 'checkpoint')} holds no {which!r}; it has {sorted(self.models)}"
@@ -424,6 +354,7 @@ def load_pretrained(
         loaded.meta["run_dir"] = str(path)
         return loaded
     if path.is_dir():
+        # Here, not at the top: vjepa.interop.hf builds on this module (Pretrained, load_strict).
         from vjepa.interop.hf import is_hf_folder, load_hf
 
         if is_hf_folder(path):
@@ -527,7 +458,7 @@ def load_official(
         pred_num_heads: predictor heads (default: the encoder's for V-JEPA, 12 for V-JEPA 2).
         img_size: clip side recorded for V-JEPA 2 files (default 256; 384 for vitg-384).
     """
-    raw = safe_torch_load(path)
+    raw = safe_torch_load(path, folder_hint=_folder_hint)
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"{path}: expected a dict of state dicts, found a {type(raw).__name__}")
     if any(k in raw for k in MODEL_KEYS):
@@ -630,26 +561,13 @@ def _load_ours(path: Path) -> Pretrained:
             raise CheckpointError(
                 f"{shown(p)}: missing; a vjepa checkpoint is a folder with {WEIGHTS_FILE} and {CONFIG_FILE}"
             )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{shown(config_path)}: not valid JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{shown(config_path)}: expected a JSON object, got {type(config).__name__}")
-    if config.get("format") != FORMAT_NAME or config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{config_path}: format {config.get('format')!r} version {config.get('format_version')!r}; "
-            f"this vjepa reads {FORMAT_NAME!r} version {FORMAT_VERSION}"
-        )
+    config = read_json(config_path, EXPORT_FORMAT, CheckpointError)
     try:
         enc_cfg = EncoderConfig.from_dict(config["encoder"])
         pred_cfg = PredictorConfig.from_dict(config["predictor"]) if config.get("predictor") else None
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, VjepaError) as err:
         raise CheckpointError(f"{config_path}: bad model config ({err})") from None
-    try:
-        flat = load_file(weights_path)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({err})") from None
+    flat = load_safetensors(weights_path)
     states: dict[str, dict[str, Tensor]] = {}
     for key, value in flat.items():
         model_key, _, name = key.partition(".")
@@ -678,9 +596,9 @@ def save_pretrained(
     ``config.json`` into ``out_dir``; each file is written atomically."""
     unknown = set(models) - set(MODEL_KEYS)
     if unknown:
-        raise ValueError(f"unknown model name(s) {sorted(unknown)}; allowed: {list(MODEL_KEYS)}")
+        raise InvalidArgument(f"unknown model name(s) {sorted(unknown)}; allowed: {list(MODEL_KEYS)}")
     if "predictor" in models and predictor_config is None:
-        raise ValueError("saving a predictor needs its predictor_config")
+        raise InvalidArgument("saving a predictor needs its predictor_config")
     out_dir = Path(out_dir)
     flat = {
         f"{name}.{key}": value.detach().to("cpu").contiguous()
@@ -688,17 +606,13 @@ def save_pretrained(
         for key, value in model.state_dict().items()
     }
     config = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
         "encoder": encoder_config.to_dict(),
         "predictor": predictor_config.to_dict() if predictor_config else None,
         "models": sorted(models),
         "meta": dict(meta or {}),
     }
-    atomic_write(
-        out_dir / WEIGHTS_FILE, lambda tmp: save_file(flat, str(tmp), metadata={"format": FORMAT_NAME})
-    )
-    atomic_write(out_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    write_safetensors(out_dir / WEIGHTS_FILE, flat, EXPORT_FORMAT.metadata())
+    write_json(out_dir / CONFIG_FILE, config, EXPORT_FORMAT)
     return out_dir
 
 

@@ -1,11 +1,22 @@
 """The ``vjepa`` command line. Each subcommand parses its arguments and calls one library function;
-errors the user can fix (bad file, bad key, bad value) are printed as one line, not a traceback."""
+errors the user can fix (a `VjepaError`: bad file, bad key, bad value) and files the system refuses (an
+``OSError``) are printed as one line; any other exception is a bug and keeps its traceback.
+
+Each subcommand imports its library code inside its function, on purpose: ``main`` sets the OpenMP
+environment before torch loads (see :mod:`vjepa.threads`), so nothing at the top of this module may import
+torch. The modules imported at the top import nothing heavy.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+from vjepa.errors import VjepaError, shown
+from vjepa.threads import set_thread_env_defaults
 
 
 def _add_precision_and_threads(p: argparse.ArgumentParser) -> None:
@@ -32,6 +43,7 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.summary import print_model_table
 
     print_model_table(num_frames=args.frames, img_size=args.size)
@@ -75,8 +87,7 @@ def _add_convert(commands: argparse._SubParsersAction) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.checkpoint import convert_official
     from vjepa.interop.hf import convert_hf, is_hf_folder
 
@@ -118,6 +129,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.interop.hf_export import export_hf
 
     out = export_hf(
@@ -145,6 +157,7 @@ def _add_encode(commands: argparse._SubParsersAction) -> None:
 
 
 def _encode(args: argparse.Namespace) -> int:
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.summary import encode_demo_clip
 
     encode_demo_clip(
@@ -197,6 +210,7 @@ def _add_make_data(commands: argparse._SubParsersAction) -> None:
 
 
 def _make_synthetic(args: argparse.Namespace) -> int:
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 
     spec = SyntheticSpec(
@@ -253,6 +267,7 @@ def _add_pretrain(commands: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.data.errors import TooManyFailuresError
     from vjepa.pretrain.config import load_run_config
     from vjepa.pretrain.loop import TrainingDiverged, pretrain
@@ -278,6 +293,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.probe.config import load_eval_config
     from vjepa.probe.loop import run_eval
     from vjepa.probe.selection import ProbeNotTrainedError
@@ -325,6 +341,7 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.extract import ExtractSpec, run_extract
 
     spec = ExtractSpec(
@@ -397,8 +414,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import dataclasses
-
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.demo.plan import DemoConfig
     from vjepa.demo.run import run_demo
 
@@ -432,6 +448,7 @@ def _add_masks(commands: argparse._SubParsersAction) -> None:
 
 
 def _masks(args: argparse.Namespace) -> int:
+    # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.mask_viz import draw_config_masks
 
     for path in draw_config_masks(
@@ -463,15 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from vjepa.threads import set_thread_env_defaults
-
     set_thread_env_defaults()  # before anything imports torch: OMP_WAIT_POLICY is read when torch loads
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         code = func(args)
-    except ValueError as err:  # VjepaError and the other user-fixable problems: one clear line
+    except VjepaError as err:  # a problem the user can fix: one clear line (a bug keeps its traceback)
         print(f"vjepa {args.command}: error: {err}", file=sys.stderr)
         code = 2
     except OSError as err:  # a file or folder the system refused (missing, no permission, disk full, ...)
@@ -485,7 +500,5 @@ def main(argv: list[str] | None = None) -> None:
 
 def _os_error(err: OSError) -> str:
     """``<file>: <cause>`` without Python's ``[Errno N]`` prefix."""
-    from vjepa.errors import shown
-
     cause = err.strerror or str(err) or type(err).__name__
     return f"{shown(err.filename)}: {cause}" if err.filename is not None else cause

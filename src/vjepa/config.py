@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from vjepa.errors import VjepaError, shown, utf8_text
+from vjepa.io import write_text
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ class ConfigError(VjepaError):
     """A config that cannot be built; the message names the file and the dotted key."""
 
 
-class InvalidValue(ValueError):
+class InvalidValue(VjepaError):
     """Raised by a config dataclass's ``__post_init__`` for one field; `from_dict` prefixes the file and the
     section, so the message names the full dotted key.
 
@@ -128,7 +129,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config", 
         raise ConfigError(f"{source}: {_join(prefix, err.key)} {err.message}") from None
     except ConfigError:
         raise
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, VjepaError) as err:  # __post_init__ checks; VjepaError: InvalidArgument
         raise ConfigError(f"{source}: {prefix or 'config'}: {err}") from None
 
 
@@ -222,10 +223,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
 
 def save_config(config: Any, path: str | Path) -> None:
     """Write the resolved config as YAML (the file :func:`load_config` reads back to the same object)."""
-    from vjepa.checkpoint import atomic_write
-
-    text = yaml.safe_dump(to_dict(config), sort_keys=False)
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 # ---------------------------------------------------------------------------------------------- internals

@@ -2,8 +2,10 @@
 
 `VjepaError` is the base class of every error the user can fix (a bad file, line, key or value): the CLI
 prints its message as one line instead of a traceback. The message names the file and the line or the
-config key. It subclasses `ValueError` so that code written against the former per-module errors (all
-``ValueError``s) keeps working.
+config key. It is not a `ValueError`: the CLI catches `VjepaError` only, so a bug (a ``ValueError``,
+``KeyError``, ... raised by a mistake in vjepa's code) keeps its traceback.
+
+This module imports nothing (no torch), so that the CLI can catch `VjepaError` before torch loads.
 
 User-supplied text (paths, index lines, config values) can hold anything: control characters, a NUL byte,
 a megabyte of characters. `shown` makes it printable and short enough for one log line.
@@ -15,8 +17,13 @@ from __future__ import annotations
 MAX_SHOWN_CHARS = 240
 
 
-class VjepaError(ValueError):
+class VjepaError(Exception):
     """A problem the user can fix; the message names the file and the line or the config key."""
+
+
+class InvalidArgument(VjepaError):
+    """A value given on the command line or to a library function that is out of its range or unknown (a
+    size, a count, a model name); the message names the option or the argument."""
 
 
 def utf8_text(data: bytes, source: object, error: type[VjepaError], what: str) -> str:

@@ -25,7 +25,6 @@ decoded is recorded in the manifest's ``failed`` and the other files go on.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -39,8 +38,9 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from vjepa.checkpoint import EncoderKey, atomic_write, check_clip_fits, load_pretrained
+from vjepa.checkpoint import EncoderKey, check_clip_fits, load_pretrained
 from vjepa.errors import VjepaError, shown
+from vjepa.io import FEATURES_FORMAT, atomic_write, write_json, write_safetensors
 from vjepa.models.encoder import VideoEncoder
 from vjepa.probe.features import encoder_fingerprint
 from vjepa.progress import track
@@ -329,8 +329,6 @@ def _write(
     out_dir: Path, name: str, feats: Tensor, indices: np.ndarray | None, spec: ExtractSpec
 ) -> list[str]:
     """Write one input's features ``[W, ...]`` (images: the window axis dropped)."""
-    from safetensors.torch import save_file
-
     if spec.kind == "image":
         feats = feats[0]  # [N, D] or [D]
     tensors = {"features": feats.contiguous()}
@@ -338,7 +336,7 @@ def _write(
         tensors["frame_indices"] = torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64))  # [W, T]
     if spec.format == "safetensors":
         path = out_dir / f"{name}.safetensors"
-        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+        write_safetensors(path, tensors, FEATURES_FORMAT.metadata())
         return [str(path.relative_to(out_dir))]
     written = []
     for key, value in tensors.items():
@@ -377,8 +375,6 @@ def _write_manifest(
         c = encoder.config
         shape = "[D]" if spec.pooled else "[N, D]"
         manifest = {
-            "format": "vjepa-features",
-            "version": 1,
             "encoder": {
                 **encoder_info,
                 "embed_dim": c.embed_dim,
@@ -399,7 +395,7 @@ def _write_manifest(
             "written": written,
             "failed": failed,
         }
-        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n"))
+        write_json(path, manifest, FEATURES_FORMAT, default=str)
     return path
 
 

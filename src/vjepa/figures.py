@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from vjepa.grid import TokenGrid
 
@@ -15,6 +16,7 @@ _TINT = {TARGET: np.array([230, 60, 40]), DROPPED: np.array([120, 120, 120])}
 
 
 def _pyplot():
+    # Lazy on purpose: matplotlib is slow to import, and the Agg backend must be chosen before pyplot loads.
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -110,8 +112,6 @@ def plot_masks(
 
 def save_gif(frames: np.ndarray, path: str | Path, fps: float = 4.0) -> Path:
     """Write ``[T, H, W, 3]`` uint8 frames as a looping GIF."""
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]

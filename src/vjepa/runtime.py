@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from vjepa.errors import InvalidArgument
 from vjepa.process_group import join_process_group
 from vjepa.threads import ThreadSettings, usable_cpus, user_thread_count, wait_policy
 
@@ -81,10 +82,10 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but no CUDA device is available")
+            raise InvalidArgument("device 'cuda' was asked for but no CUDA device is available")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if name != "cpu":
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+        raise InvalidArgument(f"device must be 'auto', 'cpu' or 'cuda', got {name!r}")
     return torch.device("cpu")
 
 
@@ -106,7 +107,7 @@ def configure_threads(threads: int | None = None) -> ThreadSettings:
     usable = usable_cpus()
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+            raise InvalidArgument(f"threads must be >= 1, got {threads}")
         count, source = threads, "runtime.threads / --threads"
     elif user_thread_count() is not None:
         count, source = torch.get_num_threads(), "OMP_NUM_THREADS"
@@ -312,7 +313,7 @@ def resolve_precision(requested: str, device: torch.device) -> PrecisionDecision
         device: the device the command computes on.
     """
     if requested not in PRECISION_CHOICES:
-        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {requested!r}")
+        raise InvalidArgument(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {requested!r}")
     if requested == "fp32":
         return PrecisionDecision("fp32", "fp32", "fp32 as configured")
     native, why = _native_bf16(device, measure=requested == "auto")

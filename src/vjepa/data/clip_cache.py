@@ -27,17 +27,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat as stat_module
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import av
 import numpy as np
 
 from vjepa.data.decode import VideoReader, output_size
 from vjepa.data.errors import VideoDecodeError, VideoTooShortError
+from vjepa.errors import InvalidArgument
+from vjepa.io import atomic_write, write_json
 
 CacheMode = Literal["auto"] | bool
 CACHE_FORMAT = 1
@@ -55,8 +58,6 @@ def default_cache_dir() -> Path:
 
 def decode_settings(max_short_side: int | None) -> dict[str, object]:
     """Everything besides the file's bytes that decides the decoded frames."""
-    import av
-
     return {"format": CACHE_FORMAT, "max_short_side": max_short_side, "pyav": av.__version__}
 
 
@@ -102,7 +103,7 @@ class ClipCache:
 
     def __init__(self, root: str | Path, max_bytes: int) -> None:
         if max_bytes < 0:
-            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+            raise InvalidArgument(f"max_bytes must be >= 0, got {max_bytes}")
         self.root = Path(root)
         self.max_bytes = int(max_bytes)
         self.stats = CacheStats()
@@ -222,8 +223,8 @@ class ClipCache:
             "source": source,
             "shape": video.frames.shape,
         }
-        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
-        _atomic_write(frames_path, lambda f: np.save(f, np.ascontiguousarray(video.frames)))
+        write_json(meta_path, meta, indent=None)
+        atomic_write(frames_path, lambda tmp: _save_npy(tmp, video.frames))
         size = frames_path.stat().st_size
         self._used = (self._used or 0) + size
         self._since_count += size
@@ -231,15 +232,9 @@ class ClipCache:
         self.stats.bytes_written += size
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _save_npy(path: Path, frames: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temporary file's name
+        np.save(f, np.ascontiguousarray(frames))
 
 
 def _folder_bytes(root: Path) -> int:
@@ -315,11 +310,11 @@ def open_clip_cache(
         max_gb: the cache folder's size limit in GB (1e9 bytes).
     """
     if not (isinstance(mode, bool) or mode == "auto"):
-        raise ValueError(f"clip cache mode must be 'auto', true or false, got {mode!r}")
+        raise InvalidArgument(f"clip cache mode must be 'auto', true or false, got {mode!r}")
     if mode is False:
         return CacheDecision(None, "off (data.clip_cache=false)")
     if max_gb <= 0:
-        raise ValueError(f"clip_cache_max_gb must be positive, got {max_gb}")
+        raise InvalidArgument(f"clip_cache_max_gb must be positive, got {max_gb}")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     budget = int(max_gb * 1e9)
     unique = sorted(set(paths))
@@ -345,6 +340,4 @@ def open_clip_cache(
 
 
 def _free_bytes(path: Path) -> int:
-    import shutil
-
     return shutil.disk_usage(path).free

@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from vjepa.errors import VjepaError, shown
+from vjepa.errors import InvalidArgument, VjepaError, shown
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,9 @@ class VideoTooShortError(VideoDecodeError):
         self.num_frames = num_frames
 
 
-class TooManyFailuresError(RuntimeError):
-    """More draws failed than `FailurePolicy` allows; the message lists the failing files."""
+class TooManyFailuresError(VjepaError):
+    """More draws failed than `FailurePolicy` allows (bad videos the user can remove or replace); the message
+    lists the failing files."""
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,11 @@ class FailurePolicy:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_failure_rate <= 1.0:
-            raise ValueError(f"max_failure_rate must lie in [0, 1], got {self.max_failure_rate}")
+            raise InvalidArgument(f"max_failure_rate must lie in [0, 1], got {self.max_failure_rate}")
         if self.min_failures < 1:
-            raise ValueError(f"min_failures must be >= 1, got {self.min_failures}")
+            raise InvalidArgument(f"min_failures must be >= 1, got {self.min_failures}")
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+            raise InvalidArgument(f"max_attempts must be >= 1, got {self.max_attempts}")
 
 
 def format_failures(skipped: list[SkippedVideo] | tuple[SkippedVideo, ...], limit: int = 50) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa.errors import VjepaError, shown, utf8_text
+from vjepa.errors import InvalidArgument, VjepaError, shown, utf8_text
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -227,21 +227,21 @@ def mix_indexes(
         names: a name per index for reports (default "index0", ...).
     """
     if not indexes:
-        raise ValueError("mix_indexes needs at least one index")
+        raise InvalidArgument("mix_indexes needs at least one index")
     names = list(names) if names is not None else [f"index{k}" for k in range(len(indexes))]
     if len(names) != len(indexes):
-        raise ValueError(f"got {len(names)} names for {len(indexes)} indexes")
+        raise InvalidArgument(f"got {len(names)} names for {len(indexes)} indexes")
     for name, idx in zip(names, indexes, strict=True):
         if len(idx) == 0:
-            raise ValueError(f"index {name!r} is empty")
+            raise InvalidArgument(f"index {name!r} is empty")
     sizes = [len(idx) for idx in indexes]
     if weights is None:
         per_record = np.ones(sum(sizes), dtype=np.float64)
     else:
         if len(weights) != len(indexes):
-            raise ValueError(f"got {len(weights)} weights for {len(indexes)} indexes")
+            raise InvalidArgument(f"got {len(weights)} weights for {len(indexes)} indexes")
         if any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"weights must be non-negative with a positive sum, got {list(weights)}")
+            raise InvalidArgument(f"weights must be non-negative with a positive sum, got {list(weights)}")
         per_record = np.concatenate(
             [np.full(n, w / n, dtype=np.float64) for n, w in zip(sizes, weights, strict=True)]
         )

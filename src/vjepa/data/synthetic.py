@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vjepa.data.decode import write_video
+from vjepa.errors import InvalidArgument
 
 SHAPES = ("square", "disc", "triangle", "cross")
 MOTIONS = ("right", "left", "down", "up")
@@ -65,15 +66,15 @@ class SyntheticSpec:
 
     def __post_init__(self) -> None:
         if self.num_frames < 2 or self.size < 8:
-            raise ValueError(f"need num_frames >= 2 and size >= 8, got {self}")
+            raise InvalidArgument(f"need num_frames >= 2 and size >= 8, got {self}")
         if not 4 <= self.object_size <= self.size // 2:
-            raise ValueError(f"object_size must lie in [4, size // 2], got {self.object_size}")
+            raise InvalidArgument(f"object_size must lie in [4, size // 2], got {self.object_size}")
         if not self.speeds or min(self.speeds) < 1 or max(self.speeds) >= self.size // 2:
-            raise ValueError(f"speeds must be integers in [1, size // 2), got {self.speeds}")
+            raise InvalidArgument(f"speeds must be integers in [1, size // 2), got {self.speeds}")
         if not 1 <= self.hold <= self.num_frames:
-            raise ValueError(f"hold must lie in [1, num_frames], got {self.hold}")
+            raise InvalidArgument(f"hold must lie in [1, num_frames], got {self.hold}")
         if self.num_objects < 1:
-            raise ValueError(f"num_objects must be >= 1, got {self.num_objects}")
+            raise InvalidArgument(f"num_objects must be >= 1, got {self.num_objects}")
 
     @property
     def num_classes(self) -> int:

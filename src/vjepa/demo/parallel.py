@@ -15,6 +15,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from vjepa.errors import VjepaError
 from vjepa.runtime import log
 
 
@@ -34,13 +37,13 @@ class Task:
 
 
 class TaskFailed(RuntimeError):
-    """A job raised; the message names the job and the original error."""
+    """A job raised an error that is not a `VjepaError` (a bug: it keeps its traceback, chained); the message
+    names the job and the original error. A job's `VjepaError` (a problem the user can fix) is raised as it
+    is."""
 
 
 def _init_worker(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
     torch.set_num_threads(threads)
 
 
@@ -78,6 +81,8 @@ def run_tasks(tasks: Sequence[Task], workers: int, what: str, threads_per_worker
                 except BaseException as err:
                     for other in pending:
                         other.cancel()
+                    if isinstance(err, VjepaError):
+                        raise
                     raise TaskFailed(f"{what} {key} failed: {type(err).__name__}: {err}") from err
                 done(key, value)
     return {t.key: results[t.key] for t in tasks}

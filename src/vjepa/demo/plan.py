@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from vjepa.errors import InvalidArgument
+
 Label = Literal["motion", "appearance"]
 LABELS: tuple[Label, ...] = ("motion", "appearance")
 Readout = Literal["attentive", "linear", "pixels"]
@@ -93,11 +95,11 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.budget_minutes <= 0 or self.num_train < 16 or self.num_test < 4:
-            raise ValueError(f"demo config out of range: {self}")
+            raise InvalidArgument(f"demo config out of range: {self}")
         if not 0 < self.low_label_fraction < 1:
-            raise ValueError(f"low_label_fraction must lie in (0, 1), got {self.low_label_fraction}")
+            raise InvalidArgument(f"low_label_fraction must lie in (0, 1), got {self.low_label_fraction}")
         if self.pretrain_steps is not None and self.pretrain_steps < 1:
-            raise ValueError(f"pretrain_steps must be >= 1, got {self.pretrain_steps}")
+            raise InvalidArgument(f"pretrain_steps must be >= 1, got {self.pretrain_steps}")
 
     @classmethod
     def quick_config(cls, out_dir: str, **overrides) -> DemoConfig:

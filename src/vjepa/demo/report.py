@@ -22,6 +22,7 @@ from vjepa.data.transforms import normalize
 from vjepa.demo.plan import LABELS, RANDOM_INIT, Claim, DemoConfig, Row, claims, encoder_source, variants
 from vjepa.figures import pca_colours, plot_bars, plot_curves, plot_masks, plot_pca, token_states
 from vjepa.grid import TokenGrid
+from vjepa.io import DEMO_RESULTS_FORMAT, write_json
 from vjepa.masks import PAPER_SETTINGS, MultiBlockMasks, RandomTubeMasks
 from vjepa.pretrain.metrics import read_metrics
 
@@ -273,12 +274,8 @@ def write_report(
         *reproduce_lines(rows, commands),
     ]
     report = cfg.root / "report.md"
-    (cfg.root / "results.json").write_text(
-        json.dumps(
-            {"steps": steps, "results": results, "seconds": times.seconds, "wall_seconds": wall}, indent=1
-        )
-        + "\n"
-    )
+    results_data = {"steps": steps, "results": results, "seconds": times.seconds, "wall_seconds": wall}
+    write_json(cfg.root / "results.json", results_data, DEMO_RESULTS_FORMAT, indent=1)
     report.write_text("\n".join(lines))
     _print_summary(table, checked, wall, report)
     return report

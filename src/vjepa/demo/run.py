@@ -48,6 +48,7 @@ from vjepa.demo.plan import (
     variants,
 )
 from vjepa.demo.report import write_report
+from vjepa.io import PROBE_RESULTS_FORMAT, read_json
 from vjepa.pretrain.config import PretrainConfig, load_run_config
 from vjepa.pretrain.loop import pretrain
 from vjepa.pretrain.metrics import read_metrics
@@ -285,7 +286,7 @@ def run_probes(cfg: DemoConfig, rows: list[Row], label: str, seed: int) -> dict[
             # A probe that did not train still writes metrics.json ("not_trained"); the report shows it.
             with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(ProbeNotTrainedError):
                 run_eval(config, source)
-        selected = json.loads(out.read_text())["selected"][0]
+        selected = read_json(out, PROBE_RESULTS_FORMAT)["selected"][0]
         results[row.key] = {
             k: math.nan if selected.get(k) is None else float(selected[k]) for k in ("top1", "train_top1")
         }

@@ -23,16 +23,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from vjepa.checkpoint import (
-    CheckpointError,
-    Pretrained,
-    load_strict,
-    save_pretrained,
-)
+from vjepa.checkpoint import Pretrained, load_strict, save_pretrained
 from vjepa.interop.hf_keys import (
     Part,
     check_all_used,
@@ -41,6 +34,7 @@ from vjepa.interop.hf_keys import (
     probe_sources,
     to_ours,
 )
+from vjepa.io import CheckpointError, load_safetensors
 from vjepa.models.encoder import VideoEncoder
 from vjepa.models.predictor import Predictor
 from vjepa.models.registry import EncoderConfig, PredictorConfig, RopeGrid
@@ -139,10 +133,7 @@ def read_hf_weights(folder: Path) -> dict[str, Tensor]:
     for file in files:
         if not file.is_file():
             raise CheckpointError(f"{file}: missing; a Hugging Face folder holds {WEIGHTS_FILE} (or shards)")
-        try:
-            weights.update(load_file(file))
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{file}: not a readable safetensors file ({err})") from None
+        weights.update(load_safetensors(file))
     return weights
 
 

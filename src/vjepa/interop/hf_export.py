@@ -4,14 +4,11 @@ differently (the message says what and why)."""
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
-
-from vjepa.checkpoint import CheckpointError, EncoderKey, Pretrained, atomic_write, load_pretrained
+from vjepa.checkpoint import EncoderKey, Pretrained, load_pretrained
 from vjepa.interop.hf import (
     CLASSIFIER_PREFIX,
     CONFIG_FILE,
@@ -21,6 +18,7 @@ from vjepa.interop.hf import (
     WEIGHTS_FILE,
 )
 from vjepa.interop.hf_keys import Part, encoder_sources, predictor_sources, probe_sources, to_hf
+from vjepa.io import CheckpointError, write_json, write_safetensors
 from vjepa.models.registry import EncoderConfig, PredictorConfig
 from vjepa.probe.checkpoint import LoadedProbe, ProbeArch, load_probe
 
@@ -150,6 +148,6 @@ def export_hf(
     config = hf_config(encoder.config, pretrained.predictor_config, arch, class_names)
     out = Path(out_dir)
     flat = {k: v.contiguous() for k, v in tensors.items()}
-    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(flat, str(tmp), metadata={"format": "pt"}))
-    atomic_write(out / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    write_safetensors(out / WEIGHTS_FILE, flat, {"format": "pt"})  # transformers' own header
+    write_json(out / CONFIG_FILE, config)
     return out

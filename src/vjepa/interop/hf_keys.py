@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vjepa.checkpoint import CheckpointError
+from vjepa.io import CheckpointError
 
 HF_MASK_TOKENS = "predictor.embeddings.mask_tokens"
 

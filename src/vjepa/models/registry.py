@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal, get_args
 
+from vjepa.errors import InvalidArgument
 from vjepa.grid import TokenGrid
 
 PositionScheme = Literal["sincos", "rope"]
@@ -83,10 +84,12 @@ class EncoderConfig(_GridConfig):
     def __post_init__(self) -> None:
         _check_positive(self, ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size", "in_chans"))
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+            raise InvalidArgument(
+                f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
+            )
         _check_positions(self, self.embed_dim // self.num_heads)
         if self.num_frames < self.tubelet_size or self.img_size < self.patch_size:
-            raise ValueError(
+            raise InvalidArgument(
                 f"num_frames={self.num_frames}, img_size={self.img_size} give no token with "
                 f"tubelet_size={self.tubelet_size}, patch_size={self.patch_size}"
             )
@@ -130,7 +133,7 @@ class PredictorConfig(_GridConfig):
     def __post_init__(self) -> None:
         _check_positive(self, ("embed_dim", "predictor_embed_dim", "depth", "num_heads", "num_mask_tokens"))
         if self.predictor_embed_dim % self.num_heads:
-            raise ValueError(
+            raise InvalidArgument(
                 f"predictor_embed_dim {self.predictor_embed_dim} is not divisible by num_heads {self.num_heads}"
             )
         _check_positions(self, self.predictor_embed_dim // self.num_heads)
@@ -200,10 +203,10 @@ def canonical_name(name: str) -> str:
                 rest, suffix = rest[: -len(res)], res if res != "_256" else ""
         try:
             full = "vjepa2_" + _size_name(rest) + suffix
-        except ValueError:
+        except InvalidArgument:
             full = ""
         if full not in VJEPA2_MODELS:
-            raise ValueError(f"unknown V-JEPA 2 model {name!r}; known: {', '.join(VJEPA2_MODELS)}")
+            raise InvalidArgument(f"unknown V-JEPA 2 model {name!r}; known: {', '.join(VJEPA2_MODELS)}")
         return full
     return _size_name(key, name)
 
@@ -224,7 +227,7 @@ def _size_name(key: str, name: str | None = None) -> str:
     if not key.startswith("vit_"):
         key = "vit_" + key
     if key not in MODEL_SIZES:
-        raise ValueError(
+        raise InvalidArgument(
             f"unknown model size {name or key!r}; known: {', '.join(MODEL_SIZES)}, or a V-JEPA 2 model: "
             f"{', '.join(VJEPA2_MODELS)}"
         )
@@ -324,22 +327,22 @@ def _check_positive(cfg: object, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{type(cfg).__name__}.{name} must be a positive integer, got {value!r}")
+            raise InvalidArgument(f"{type(cfg).__name__}.{name} must be a positive integer, got {value!r}")
 
 
 def _check_positions(cfg: object, head_dim: int) -> None:
     positions, rope_grid = cfg.positions, cfg.rope_grid  # type: ignore[attr-defined]
     if positions not in get_args(PositionScheme):
-        raise ValueError(f"{type(cfg).__name__}.positions must be 'sincos' or 'rope', got {positions!r}")
+        raise InvalidArgument(f"{type(cfg).__name__}.positions must be 'sincos' or 'rope', got {positions!r}")
     if rope_grid not in get_args(RopeGrid):
-        raise ValueError(f"{type(cfg).__name__}.rope_grid must be 'clip' or 'config', got {rope_grid!r}")
+        raise InvalidArgument(f"{type(cfg).__name__}.rope_grid must be 'clip' or 'config', got {rope_grid!r}")
     if positions == "rope" and head_dim < 6:
-        raise ValueError(f"{type(cfg).__name__}: 3D RoPE needs >= 6 channels per head, got {head_dim}")
+        raise InvalidArgument(f"{type(cfg).__name__}: 3D RoPE needs >= 6 channels per head, got {head_dim}")
 
 
 def _known(cls: type, data: dict, what: str) -> dict:
     valid = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - valid)
     if unknown:
-        raise ValueError(f"unknown {what} config key(s) {unknown}; valid keys: {sorted(valid)}")
+        raise InvalidArgument(f"unknown {what} config key(s) {unknown}; valid keys: {sorted(valid)}")
     return dict(data)

@@ -26,6 +26,7 @@ from vjepa.pretrain.rundir import (
     inspect_run_dir,
     remove_stale_temporaries,
     saved_config,
+    write_header,
 )
 from vjepa.pretrain.saving import barrier, checkpoint_step, export_models, save_checkpoint
 from vjepa.pretrain.setup import Trainer, build_trainer, model_parts
@@ -130,6 +131,7 @@ def _start_writing(config: PretrainConfig, run: RunDir, start_step: int, runtime
         log(runtime, f"removed {tmp}, left by a write that was killed")
     run.path.mkdir(parents=True, exist_ok=True)
     save_config(config, run.config_path)
+    write_header(run)
     if run.checkpoint is not None and run.checkpoint.name == LATEST:
         kept = complete_kept_checkpoint(run.checkpoint_dir, start_step, config.logging.keep_every)
         if kept is not None:

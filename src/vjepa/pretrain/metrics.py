@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from vjepa.checkpoint import atomic_write
+from vjepa.io import write_text
 from vjepa.pretrain.config import MetricsFormat
 
 
@@ -87,7 +87,7 @@ class MetricsWriter:
                 if r and int(r[0]) < resume_step:
                     writer.writerow(r)
             new = out.getvalue()
-        atomic_write(self.path, lambda tmp: tmp.write_text(new, encoding="utf-8"))
+        write_text(self.path, new)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

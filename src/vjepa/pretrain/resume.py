@@ -18,9 +18,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
-from vjepa.checkpoint import CheckpointError
 from vjepa.data.loader import DataStream
+from vjepa.io import CheckpointError
 from vjepa.pretrain.config import PretrainConfig
 from vjepa.pretrain.distributed import is_sharded
 from vjepa.pretrain.sharded import (
@@ -91,12 +96,6 @@ def _load_single_file_into_sharded(
 ) -> None:
     """A single-file checkpoint (full tensors; optimizer state keyed by parameter number) into sharded
     models: full state dicts keyed by parameter name, which every rank slices."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        set_model_state_dict,
-        set_optimizer_state_dict,
-    )
-
     for name in MODEL_PARTS:
         if (parts.get(name) is None) != (name not in state):
             raise CheckpointError(

@@ -4,6 +4,8 @@ Layout::
 
     config.yaml           the resolved config (written once the run has really started: models built,
                           data indexes read, checkpoint restored; a failed start leaves nothing behind)
+    run.json              the folder's format header (vjepa.io.RUN_FORMAT), written after config.yaml;
+                          folders of runs started before it existed have none and read as version 1
     metrics.jsonl|csv     one row per logged step
     checkpoints/          latest.pt, and step_XXXXXXX.pt when logging.keep_every is set; with
                           runtime.strategy=fsdp, sharded step_XXXXXXX/ folders (vjepa.pretrain.sharded)
@@ -22,20 +24,21 @@ export (complete when its ``config.json``, written after the weights, names the 
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vjepa.checkpoint import CONFIG_FILE as EXPORT_CONFIG_FILE
-from vjepa.checkpoint import WEIGHTS_FILE, stale_temporaries
+from vjepa.checkpoint import WEIGHTS_FILE
 from vjepa.config import ConfigError, from_dict, read_yaml, to_dict
 from vjepa.errors import VjepaError
+from vjepa.io import RUN_FORMAT, read_json, stale_temporaries, write_json
 from vjepa.pretrain.config import RESUMABLE_CHANGES, PretrainConfig
 from vjepa.pretrain.sharded import latest_checkpoint, partial_checkpoints
 
 CONFIG_FILE = "config.yaml"
+HEADER_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_DIR = "export"
 
@@ -64,6 +67,10 @@ class RunDir:
         return self.path / CONFIG_FILE
 
     @property
+    def header_path(self) -> Path:
+        return self.path / HEADER_FILE
+
+    @property
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINT_DIR
 
@@ -74,7 +81,7 @@ class RunDir:
 
 def remove_stale_temporaries(run: RunDir) -> list[Path]:
     """Delete the temporary files of killed writes in the run's folders (its own files only: names made
-    by :func:`vjepa.checkpoint.atomic_write`); returns them."""
+    by :func:`vjepa.io.atomic_write`); returns them."""
     removed = []
     for folder in (run.path, run.checkpoint_dir, run.export_dir):
         for tmp in stale_temporaries(folder):
@@ -93,8 +100,8 @@ def export_is_complete(run: RunDir, step: int) -> bool:
     if not (run.export_dir / WEIGHTS_FILE).is_file() or not config.is_file():
         return False
     try:
-        meta = json.loads(config.read_text(encoding="utf-8")).get("meta", {})
-    except (OSError, ValueError, AttributeError):
+        meta = read_json(config).get("meta", {})
+    except (OSError, VjepaError):
         return False
     return isinstance(meta, dict) and meta.get("steps") == step
 
@@ -128,8 +135,25 @@ def check_can_start(run: RunDir, resume: bool) -> None:
             )
 
 
+def write_header(run: RunDir) -> None:
+    """Write ``run.json``, the format header of the run folder (after ``config.yaml``: a kill between the two
+    leaves a folder that reads as version 1, the layout this vjepa writes)."""
+    write_json(run.header_path, {}, RUN_FORMAT)
+
+
+def check_header(run: RunDir) -> int:
+    """The run folder's format version; a `FormatError` naming ``run.json`` when this vjepa does not read it.
+
+    A folder without ``run.json`` was started before the header existed, with the layout of version 1, so
+    it reads as version 1.
+    """
+    data = read_json(run.header_path) if run.header_path.is_file() else {}  # {}: no header, version 1
+    return RUN_FORMAT.check(data, run.header_path)
+
+
 def saved_config(run: RunDir) -> dict[str, Any]:
-    """The config a run directory was started with (plain dict)."""
+    """The config a run directory was started with (plain dict), once its format header is checked."""
+    check_header(run)
     return read_yaml(run.config_path)
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import re
 import shutil
 import warnings
@@ -35,16 +34,18 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from vjepa.checkpoint import CheckpointError, atomic_write, safe_torch_load
+from vjepa.io import SHARDED_STATE_FORMAT, CheckpointError, atomic_write, first_line, safe_torch_load
 from vjepa.pretrain.distributed import barrier
 from vjepa.pretrain.state import FORMAT as STATE_FORMAT
 from vjepa.pretrain.state import LATEST, load_training_state, rng_state
 from vjepa.runtime import Runtime
 
-FORMAT = "vjepa-pretrain-sharded"
-VERSION = 1
+FORMAT = SHARDED_STATE_FORMAT.name
 STATE_FILE = "state.pt"
 DCP_METADATA = ".metadata"
 _COMMITTED = re.compile(r"^step_(\d{7,})$")
@@ -97,8 +98,8 @@ def checkpoint_summary(path: Path) -> dict[str, Any]:
     if is_sharded_checkpoint(path):
         return read_sharded_state(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
+        state = safe_torch_load(path, mmap=True)
+    except CheckpointError:
         return load_training_state(path)  # reads it whole, and names the problem if it is unreadable
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         return load_training_state(path)
@@ -132,9 +133,6 @@ def save_sharded(
         the committed folder (already present when this step was committed before: the latest and the kept
         checkpoint of one step are the same folder).
     """
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
-
     final = checkpoint_dir / sharded_name(step)
     if is_sharded_checkpoint(final):
         return final
@@ -152,7 +150,7 @@ def save_sharded(
         )
     rng = _gather(rng_state(), runtime)
     if runtime.is_main:
-        payload = {"format": FORMAT, "version": VERSION, "step": step, "rng": rng, **extra}
+        payload = {**SHARDED_STATE_FORMAT.header(), "step": step, "rng": rng, **extra}
         atomic_write(partial / STATE_FILE, lambda tmp: torch.save(payload, tmp))
         _fsync_dir(partial)
         os.replace(partial, final)
@@ -175,14 +173,7 @@ def _prune(checkpoint_dir: Path, step: int, keep_every: int | None) -> None:
 def read_sharded_state(path: Path) -> dict[str, Any]:
     """The ``state.pt`` of a committed checkpoint folder, format-checked."""
     state = safe_torch_load(path / STATE_FILE)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path}: not a vjepa sharded checkpoint (no format {FORMAT!r} in {STATE_FILE})"
-        )
-    if state.get("version") != VERSION:
-        raise CheckpointError(
-            f"{path}: sharded checkpoint version {state.get('version')}; this vjepa reads {VERSION}"
-        )
+    SHARDED_STATE_FORMAT.check(state, path / STATE_FILE, CheckpointError)
     if not (path / DCP_METADATA).is_file():
         raise CheckpointError(f"{path}: no {DCP_METADATA}; the checkpoint is incomplete")
     return state
@@ -193,18 +184,13 @@ def load_sharded(
 ) -> None:
     """Load the models and the optimizer of a committed checkpoint into ``objective`` (sharded or not, on
     any number of processes) and its optimizer; every rank calls this."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.api import CheckpointException
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-
     model_state, optim_state = get_state_dict(objective, optimizer)
     state = {"model": model_state, "optimizer": optim_state}
     try:
         with _single_process_note_off():
             dcp.load(state, storage_reader=dcp.FileSystemReader(path), no_dist=not runtime.distributed)
     except (CheckpointException, RuntimeError, ValueError, KeyError) as err:  # missing keys, shapes
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: does not match this run's models ({first})") from None
+        raise CheckpointError(f"{path}: does not match this run's models ({first_line(err)})") from None
     set_state_dict(objective, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 

@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from vjepa.checkpoint import CheckpointError, atomic_write, load_strict, safe_torch_load
+from vjepa.checkpoint import load_strict
+from vjepa.errors import InvalidArgument
+from vjepa.io import PRETRAIN_STATE_FORMAT, CheckpointError, atomic_write, safe_torch_load
 
-FORMAT = "vjepa-pretrain"
-VERSION = 1
+FORMAT = PRETRAIN_STATE_FORMAT.name
 LATEST = "latest.pt"
 MODEL_PARTS = ("encoder", "predictor", "target_encoder", "pixel_head")
 
@@ -95,8 +96,7 @@ def save_training_state(
         loss: last step's loss.
     """
     payload: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
+        **PRETRAIN_STATE_FORMAT.header(),
         "step": step,
         "optimizer": optimizer.state_dict(),
         "data": data_state,
@@ -107,7 +107,7 @@ def save_training_state(
     }
     for name, module in models.items():
         if name not in MODEL_PARTS:
-            raise ValueError(f"unknown model part {name!r}; expected one of {MODEL_PARTS}")
+            raise InvalidArgument(f"unknown model part {name!r}; expected one of {MODEL_PARTS}")
         if module is not None:
             payload[name] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -130,12 +130,7 @@ def complete_kept_checkpoint(checkpoint_dir: Path, step: int, keep_every: int | 
 def load_training_state(path: Path) -> dict[str, Any]:
     """Read a training checkpoint (``weights_only=True``) and check its format."""
     state = safe_torch_load(path)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a vjepa pretraining checkpoint (no format {FORMAT!r})")
-    if state.get("version") != VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint version {state.get('version')}; this vjepa reads {VERSION}"
-        )
+    PRETRAIN_STATE_FORMAT.check(state, path, CheckpointError)
     return state
 
 

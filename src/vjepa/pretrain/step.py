@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from vjepa.errors import VjepaError
 from vjepa.masks import MaskedBatch
 from vjepa.optim import set_lr_and_wd
 from vjepa.pretrain.distributed import gradient_sync, plain_tensor
@@ -28,8 +29,8 @@ from vjepa.pretrain.setup import Trainer
 from vjepa.runtime import autocast
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+class TrainingDiverged(VjepaError):
+    """The loss became NaN or infinite (a learning rate or a config the user can change); the message names the step and the last good checkpoint."""
 
 
 @dataclass

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from vjepa.checkpoint import CheckpointError, load_pretrained, load_strict, safe_torch_load
+from vjepa.checkpoint import load_pretrained, load_strict
+from vjepa.io import PRETRAIN_STATE_FORMAT, CheckpointError, safe_torch_load
 from vjepa.pretrain.state import FORMAT, MODEL_PARTS
 
 
@@ -24,6 +25,7 @@ def source_states(path: str | Path) -> dict[str, Mapping[str, Tensor]]:
     if path.is_file() and path.suffix in (".pt", ".tar"):
         raw = safe_torch_load(path)
         if isinstance(raw, dict) and raw.get("format") == FORMAT:
+            PRETRAIN_STATE_FORMAT.check(raw, path, CheckpointError)  # a version this vjepa reads
             return {name: raw[name] for name in MODEL_PARTS if name in raw}
     pretrained = load_pretrained(path)
     return {name: module.state_dict() for name, module in pretrained.models.items()}

@@ -101,7 +101,7 @@ def feature_sources(
         if cache is None:
             gb = math.prod(shape) * (2 if cfg.cache.dtype == "float16" else 4) / 1e9
             if gb > cfg.cache.max_gb:
-                raise ValueError(
+                raise CacheError(
                     f"the {name} feature cache would take {gb:.1f} GB > cache.max_gb={cfg.cache.max_gb}"
                 )
             log(runtime, f"building the {name} feature cache {root}: shape {list(shape)}, {gb:.3f} GB")

@@ -5,31 +5,29 @@ probe sweep; pick one with ``head``). All load strictly."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from vjepa.checkpoint import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
+from vjepa.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_strict
+from vjepa.errors import InvalidArgument, VjepaError
+from vjepa.io import (
+    PROBE_FORMAT,
     CheckpointError,
-    atomic_write,
-    load_strict,
+    load_safetensors,
+    read_json,
     safe_torch_load,
+    write_json,
+    write_safetensors,
 )
 from vjepa.probe.attentive import AttentiveClassifier
 from vjepa.probe.linear import LinearClassifier
 
 ProbeKind = Literal["attentive", "linear"]
-PROBE_FORMAT = "vjepa-probe"
-PROBE_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ class ProbeArch:
             )
         if self.kind == "linear":
             return LinearClassifier(self.embed_dim, self.num_classes, self.standardize)
-        raise ValueError(f"probe kind must be 'attentive' or 'linear', got {self.kind!r}")
+        raise InvalidArgument(f"probe kind must be 'attentive' or 'linear', got {self.kind!r}")
 
 
 @dataclass
@@ -96,18 +94,9 @@ def save_probe(
     """Write ``model.safetensors`` and ``config.json`` into ``out_dir`` (each atomically)."""
     out_dir = Path(out_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    config = {
-        "format": PROBE_FORMAT,
-        "format_version": PROBE_FORMAT_VERSION,
-        "probe": asdict(arch),
-        "meta": dict(meta or {}),
-    }
-    atomic_write(
-        out_dir / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": PROBE_FORMAT})
-    )
-    atomic_write(
-        out_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2, default=str) + "\n")
-    )
+    config = {"probe": asdict(arch), "meta": dict(meta or {})}
+    write_safetensors(out_dir / WEIGHTS_FILE, state, PROBE_FORMAT.metadata())
+    write_json(out_dir / CONFIG_FILE, config, PROBE_FORMAT, default=str)
     return out_dir
 
 
@@ -204,20 +193,12 @@ def _load_ours(path: Path) -> LoadedProbe:
     for p in (config_path, weights_path):
         if not p.is_file():
             raise CheckpointError(f"{p}: missing; a probe folder holds {WEIGHTS_FILE} and {CONFIG_FILE}")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_path}: not valid JSON ({err})") from None
-    if config.get("format") != PROBE_FORMAT or config.get("format_version") != PROBE_FORMAT_VERSION:
-        raise CheckpointError(f"{config_path}: not a {PROBE_FORMAT} v{PROBE_FORMAT_VERSION} config")
+    config = read_json(config_path, PROBE_FORMAT, CheckpointError)
     try:
         arch = ProbeArch(**config["probe"])
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError, VjepaError) as err:
         raise CheckpointError(f"{config_path}: bad 'probe' entry ({err})") from None
-    try:
-        state = load_file(weights_path)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({err})") from None
+    state = load_safetensors(weights_path)
     model = arch.build()
     load_strict(model, state, str(weights_path))
     return LoadedProbe(arch, model.eval(), {**config.get("meta", {}), "source": str(folder)})

@@ -29,12 +29,13 @@ from vjepa.data.index import (
     read_csv_index,
     read_folder_index,
 )
+from vjepa.errors import VjepaError
 from vjepa.probe.config import EvalConfig
 
 SPLIT_KEYS = {"train": "data.train", "val": "data.val", "selection": "selection.index"}
 
 
-class LabelError(ValueError):
+class LabelError(VjepaError):
     """Labels that do not fit the config: names the key, and the file and line."""
 
 

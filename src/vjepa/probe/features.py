@@ -24,14 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vjepa.checkpoint import atomic_write
 from vjepa.errors import VjepaError
+from vjepa.io import FEATURE_CACHE_FORMAT, write_json
 from vjepa.runtime import Precision, autocast
 
 SegmentMode = Literal["concat", "separate"]
 CacheDtype = Literal["float32", "float16"]
-CACHE_FORMAT = "vjepa-feature-cache"
-CACHE_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 
 
@@ -185,8 +183,7 @@ def open_cache(root: str | Path, pinned: Mapping[str, Any]) -> FeatureCache | No
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as err:
         raise CacheError(f"{manifest_path}: not valid JSON ({err}); delete the folder to rebuild") from None
-    if manifest.get("format") != CACHE_FORMAT or manifest.get("version") != CACHE_VERSION:
-        raise CacheError(f"{manifest_path}: not a {CACHE_FORMAT} v{CACHE_VERSION} manifest")
+    FEATURE_CACHE_FORMAT.check(manifest, manifest_path, CacheError)
     diffs = manifest_differences(manifest.get("pinned", {}), _jsonable(pinned))
     if diffs:
         raise CacheError(
@@ -259,16 +256,12 @@ class CacheWriter:
     def finish(self, pinned: Mapping[str, Any], info: Mapping[str, Any]) -> None:
         """Write the manifest (only then is the cache valid). Call once, after every rank flushed."""
         manifest = {
-            "format": CACHE_FORMAT,
-            "version": CACHE_VERSION,
             "shape": list(self.shape),
             "dtype": self.dtype,
             "pinned": _jsonable(pinned),
             "info": _jsonable(info),
         }
-        atomic_write(
-            self.root / MANIFEST_FILE, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        )
+        write_json(self.root / MANIFEST_FILE, manifest, FEATURE_CACHE_FORMAT)
 
 
 def _jsonable(value: Any) -> Any:

@@ -3,7 +3,6 @@ a confusion-matrix PNG and a JSON file of everything. Every sample counts once (
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vjepa.checkpoint import atomic_write
+from vjepa.io import atomic_write
 
 
 @dataclass
@@ -102,8 +101,3 @@ def save_confusion_png(
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
-
-
-def write_json(data: Any, path: str | Path) -> None:
-    """Atomic, indented JSON."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))

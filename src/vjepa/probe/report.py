@@ -12,8 +12,9 @@ from typing import Any
 
 from torch import Tensor
 
+from vjepa.io import PROBE_RESULTS_FORMAT, write_json
 from vjepa.probe.checkpoint import ProbeArch, save_probe
-from vjepa.probe.metrics import classification_metrics, save_confusion_png, write_json
+from vjepa.probe.metrics import classification_metrics, save_confusion_png
 from vjepa.probe.readouts import Fitted, HeadReport
 from vjepa.probe.selection import MIN_MARGIN, SIGMAS, ProbeNotTrainedError, select_head
 
@@ -137,7 +138,7 @@ def write_outputs(
     class_names: list[str] | None,
 ) -> None:
     """``metrics.json``, and for each selected head its confusion plot and its probe folder."""
-    write_json(report, out / "metrics.json")
+    write_json(out / "metrics.json", report, PROBE_RESULTS_FORMAT)
     by_name = {r["name"]: r for r in report["results"]}
     for f, sel in zip(fitted, report["selected"], strict=True):
         if sel["name"] is None:

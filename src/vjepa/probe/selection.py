@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vjepa.errors import VjepaError
 from vjepa.probe.heads import HeadGrid
 
 MIN_MARGIN = 5.0
@@ -33,7 +34,7 @@ SIGMAS = 3.0
 Status = Literal["trained", "not_trained", "no_training"]
 
 
-class ProbeNotTrainedError(ValueError):
+class ProbeNotTrainedError(VjepaError):
     """No head of a label fraction trained; the message says what to try and where the metrics are."""
 
 

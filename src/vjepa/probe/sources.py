@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from vjepa.errors import InvalidArgument
 from vjepa.probe.features import FeatureCache, SegmentMode, encode_views
 from vjepa.runtime import Precision
 
@@ -55,7 +56,7 @@ def epoch_order(indices: np.ndarray, seed: int, epoch: int, rank: int, world_siz
     """This rank's share of a seeded shuffle of ``indices``: equal shares on every rank (the remainder of
     ``len % world_size`` samples is left out of this epoch), so every rank takes the same number of steps."""
     if len(indices) < world_size:
-        raise ValueError(f"{len(indices)} training samples cannot be shared by {world_size} processes")
+        raise InvalidArgument(f"{len(indices)} training samples cannot be shared by {world_size} processes")
     perm = np.random.default_rng([seed, epoch]).permutation(indices)
     usable = len(perm) - len(perm) % world_size
     return perm[:usable][rank::world_size]

@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from vjepa.errors import InvalidArgument
 from vjepa.optim import build_optimizer, cosine_value, param_group, set_lr_and_wd, split_decay
 from vjepa.probe.config import OptimizationSection
 from vjepa.probe.heads import HeadGrid
@@ -162,7 +163,7 @@ def train_grid(
 def steps_per_epoch(opt: OptimizationSection, num_samples: int, world_size: int) -> int:
     """Optimizer steps of one epoch over ``num_samples`` training samples shared by ``world_size`` ranks."""
     if num_samples < world_size:
-        raise ValueError(f"{num_samples} training samples cannot be shared by {world_size} processes")
+        raise InvalidArgument(f"{num_samples} training samples cannot be shared by {world_size} processes")
     return math.ceil((num_samples // world_size) / opt.batch_size)
 
 
