@@ -61,7 +61,7 @@ def run_steps(args: argparse.Namespace) -> dict:
         "tiny_cpu",
         [
             f"data.num_frames={args.frames}",
-            f"data.crop_size={args.size}",
+            f"data.resolution={args.size}",
             f"data.batch_size={args.batch}",
             f"model.name={args.model}",
             f"model.pred_depth={args.pred_depth}",

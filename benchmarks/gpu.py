@@ -95,7 +95,6 @@ def settings(args: argparse.Namespace) -> list[Setting]:
 def run_setting(setting: Setting, steps: int, warmup: int, runtime) -> dict:
     """Time ``steps`` training steps (after ``warmup``) of one setting on this process group."""
     from train_step import step_flops
-    from vjepa.grid import TokenGrid
     from vjepa.masks import MaskCollator, make_mask_generators
     from vjepa.models import build_encoder, build_predictor
     from vjepa.pretrain.config import OptimizationConfig, RuntimeConfig
@@ -107,7 +106,7 @@ def run_setting(setting: Setting, steps: int, warmup: int, runtime) -> dict:
 
     w, device = setting.work, runtime.device
     torch.manual_seed(0)
-    encoder = build_encoder(w.model, num_frames=w.frames, img_size=w.size)
+    encoder = build_encoder(w.model, num_frames=w.frames, resolution=w.size)
     predictor = build_predictor(encoder, predictor_embed_dim=w.pred_width, depth=w.pred_depth)
     objective = JEPAObjective(encoder, predictor, copy.deepcopy(encoder))
     config = RuntimeConfig(
@@ -125,7 +124,7 @@ def run_setting(setting: Setting, steps: int, warmup: int, runtime) -> dict:
     schedules = Schedules(OptimizationConfig(epochs=1, ipe=steps + warmup, warmup=0.0))  # clipping on
     trainer = Trainer(objective, model, optimizer, schedules, "bf16", runtime, sharding)
 
-    grid = TokenGrid.from_clip(w.frames, w.size, w.size, tubelet_size=2, patch_size=encoder.config.patch_size)
+    grid = encoder.config.token_grid(w.frames, w.size)
     collator = MaskCollator(make_mask_generators("multiblock", grid), seed=runtime.rank)
     g = torch.Generator().manual_seed(runtime.rank)
     pool = [
@@ -277,7 +276,7 @@ def memory_table(gpus: tuple[int, ...] = (8, 64)) -> None:
     for name, frames, size in (("vit_large", 16, 224), ("vit_huge", 16, 224), ("vit_giant", 16, 256),
                                ("vit_gigantic", 16, 256)):  # fmt: skip
         with torch.device("meta"):
-            encoder = build_encoder(name, num_frames=frames, img_size=size)
+            encoder = build_encoder(name, num_frames=frames, resolution=size)
             predictor = build_predictor(encoder)
         pe = sum(p.numel() for p in encoder.parameters())
         pp = sum(p.numel() for p in predictor.parameters())

@@ -49,7 +49,6 @@ from dataclasses import dataclass  # noqa: E402
 
 import torch  # noqa: E402
 
-from vjepa.grid import TokenGrid  # noqa: E402
 from vjepa.masks import MaskCollator, make_mask_generators  # noqa: E402
 from vjepa.models.registry import EncoderConfig, PredictorConfig  # noqa: E402
 from vjepa.pretrain.config import OptimizationConfig  # noqa: E402
@@ -151,7 +150,7 @@ def build(args: argparse.Namespace, setting: Setting, device: torch.device):
     from vjepa.models import build_encoder, build_predictor
 
     torch.manual_seed(0)
-    encoder = build_encoder(setting.model, num_frames=args.frames, img_size=args.size)
+    encoder = build_encoder(setting.model, num_frames=args.frames, resolution=args.size)
     predictor = build_predictor(encoder, predictor_embed_dim=args.pred_width, depth=args.pred_depth)
     import copy
 
@@ -166,7 +165,7 @@ def build(args: argparse.Namespace, setting: Setting, device: torch.device):
     )
     precision = resolve_precision(setting.precision, device).precision
     trainer = Trainer(objective, objective, optimizer, Schedules(opt_cfg), precision, Runtime(device))
-    grid = TokenGrid.from_clip(args.frames, args.size, args.size, tubelet_size=2, patch_size=16)
+    grid = encoder.config.token_grid(args.frames, args.size)
     collator = MaskCollator(make_mask_generators("multiblock", grid), seed=0)
     return trainer, collator, grid
 

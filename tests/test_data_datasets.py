@@ -23,7 +23,7 @@ from vjepa.data.loader import make_loader
 from vjepa.data.sampling import ClipSpec
 from vjepa.data.transforms import CropSpec, EvalViewSpec
 
-CLIP = ClipSpec(frames_per_clip=8, frame_step=2)
+CLIP = ClipSpec(num_frames=8, frame_step=2)
 CROP = CropSpec(size=32)
 
 

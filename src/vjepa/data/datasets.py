@@ -193,7 +193,7 @@ class VideoClipDataset(_RobustDataset):
         random_window: random temporal window per partition (official training); False = fixed windows.
         allow_overlap: short videos use overlapping windows over the whole video (official probe loaders)
             instead of per-partition last-frame padding (official pretraining).
-        min_frames: videos with fewer frames are skipped as too short (default: frames_per_clip and at least
+        min_frames: videos with fewer frames are skipped as too short (default: the clip's num_frames and at least
             num_clips). 1 keeps the official behaviour of padding any short video with its last frame.
         max_short_side: shrink frames during decoding so their short side is at most this (None: full size).
         decode_threads: decoder threads per worker.
@@ -221,9 +221,7 @@ class VideoClipDataset(_RobustDataset):
         self.crop = crop
         self.random_window = random_window
         self.allow_overlap = allow_overlap
-        self.min_frames = max(
-            min_frames if min_frames is not None else clip.frames_per_clip, clip.num_clips, 1
-        )
+        self.min_frames = max(min_frames if min_frames is not None else clip.num_frames, clip.num_clips, 1)
         self.max_short_side = max_short_side
         self.decode_threads = decode_threads
         self.clip_cache = clip_cache

@@ -17,7 +17,6 @@ import torch
 
 from vjepa.demo.plan import LABELS, RANDOM_INIT, Claim, DemoConfig, Row, claims, variants
 from vjepa.figures import pca_colours, plot_bars, plot_curves, plot_masks, plot_pca, token_states
-from vjepa.grid import TokenGrid
 
 CHANCE = 25.0  # four classes for each label
 Results = Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]]
@@ -99,13 +98,13 @@ def _first_test_clip(cfg: DemoConfig) -> np.ndarray:
 
     record = load_index(str(cfg.root / "data" / "val_motion.csv"))[0]
     with VideoReader(record.path) as reader:
-        return reader.read_all()[: cfg.frames]
+        return reader.read_all()[: cfg.num_frames]
 
 
 def mask_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
     from vjepa.masks import PAPER_SETTINGS, MultiBlockMasks, RandomTubeMasks
 
-    grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size, patch_size=cfg.patch_size)
+    grid = cfg.token_grid
     rng = np.random.default_rng(0)
     generators = {
         "short-range": MultiBlockMasks(grid, PAPER_SETTINGS[0]),
@@ -120,7 +119,7 @@ def mask_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
         frames,
         states,
         fig_dir / "masks.png",
-        tubelet_size=2,
+        tubelet_size=cfg.encoder_config().tubelet_size,
         patch_size=cfg.patch_size,
         title="what each mask hides (red: predicted tokens)",
     )
@@ -132,7 +131,7 @@ def pca_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
     from vjepa.demo.run import encoder_source
 
     clip = normalize(torch.from_numpy(frames).permute(0, 3, 1, 2).float()).unsqueeze(0)  # [1, 3, T, H, W]
-    grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size, patch_size=cfg.patch_size)
+    grid = cfg.token_grid
     rows = {}
     with torch.inference_mode():
         for name, key in (("random init", RANDOM_INIT), ("V-JEPA", "vjepa")):
@@ -247,17 +246,17 @@ def write_report(
     table = results_table(rows, results)
     checked = [(c, *verdict(c, results)) for c in claims(cfg)]
     wall = time.perf_counter() - started
-    t_side = cfg.size // cfg.patch_size
+    grid = cfg.token_grid
     lines = [
         "# V-JEPA on a laptop CPU: the demo report",
         "",
-        f"**Data.** Synthetic videos ({cfg.num_train} train, {cfg.num_test} test; {cfg.frames} frames of "
-        f"{cfg.size}x{cfg.size}): {cfg.objects} small shapes drift together in one of 4 directions (the **motion** "
+        f"**Data.** Synthetic videos ({cfg.num_train} train, {cfg.num_test} test; {cfg.num_frames} frames of "
+        f"{cfg.resolution}x{cfg.resolution}): {cfg.objects} small shapes drift together in one of 4 directions (the **motion** "
         f"label) at {' or '.join(map(str, cfg.speeds))} pixel(s) per frame, moving every {cfg.hold} frames, so no "
         "2-frame tubelet shows motion; their shape is the **appearance** label. Chance is 25% for both.",
         "",
         f"**Pretraining.** A ViT of width {cfg.embed_dim}, depth {cfg.depth}, patch {cfg.patch_size} "
-        f"(tokens {cfg.frames // 2}x{t_side}x{t_side}), predictor {cfg.pred_embed_dim}x{cfg.pred_depth}. Every variant "
+        f"(tokens {grid.depth}x{grid.height}x{grid.width}), predictor {cfg.pred_embed_dim}x{cfg.pred_depth}. Every variant "
         f"ran {steps} steps of batch {cfg.batch_size} with each of {cfg.seeds} seeds; the runs of one seed start "
         "from the same weights, and the random-init row is exactly those weights. The EMA momentum starts at "
         f"1 - 1/({cfg.ema_horizon:g} x steps) so the target encoder learns within the run.",

@@ -177,7 +177,7 @@ def build_objective(config: PretrainConfig) -> JEPAObjective:
     encoder = build_encoder(
         m.name,
         num_frames=d.num_frames,
-        img_size=d.crop_size,
+        resolution=d.resolution,
         patch_size=m.patch_size,
         tubelet_size=m.tubelet_size,
         uniform_power=m.uniform_power,
@@ -247,24 +247,11 @@ def model_parts(objective: JEPAObjective) -> dict[str, nn.Module | None]:
 
 def clip_token_grid(config: PretrainConfig) -> TokenGrid:
     """The token grid of the config's clips, known before any model is built."""
-    from vjepa.models.registry import MODEL_SIZES
-
-    m, d = config.model, config.data
-    patch = m.patch_size or MODEL_SIZES[m.name].patch_size
-    return TokenGrid.from_clip(
-        d.num_frames, d.crop_size, d.crop_size, tubelet_size=m.tubelet_size, patch_size=patch
-    )
+    return config.token_grid
 
 
 def token_grid(config: PretrainConfig, objective: JEPAObjective) -> TokenGrid:
-    c = objective.encoder.config
-    return TokenGrid.from_clip(
-        config.data.num_frames,
-        config.data.crop_size,
-        config.data.crop_size,
-        tubelet_size=c.tubelet_size,
-        patch_size=c.patch_size,
-    )
+    return objective.encoder.config.token_grid(config.data.num_frames, config.data.resolution)
 
 
 # -------------------------------------------------------------------------------------------------- step
