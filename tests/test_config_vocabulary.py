@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from vjepa.checkpoint import load_pretrained, save_pretrained
-from vjepa.config import RENAMED_KEYS, ConfigError, load_config
+from vjepa.config import RENAMED_KEYS, ConfigError, from_dict, load_config
 from vjepa.data.sampling import ClipConfig
 from vjepa.demo.plan import DemoConfig
 from vjepa.extract import ExtractSpec
@@ -107,3 +107,15 @@ def test_token_grid_has_no_silent_patch_default() -> None:
         TokenGrid.from_clip(16, 224, 224)  # type: ignore[call-arg]
     demo = DemoConfig()
     assert demo.token_grid == TokenGrid(demo.num_frames // 2, demo.resolution // demo.patch_size, 8)
+
+
+def test_a_saved_config_dict_with_old_keys_builds_through_from_dict(caplog) -> None:
+    """The path of a run directory's saved config.yaml on resume (rundir.check_compatible)."""
+    with caplog.at_level(logging.WARNING, logger="vjepa.config"):
+        cfg = from_dict(
+            PretrainConfig, {"data": {"crop_size": 64, "synthetic_frames": 8}}, source="config.yaml"
+        )
+    assert (cfg.data.resolution, cfg.data.synthetic_num_frames) == (64, 8)
+    assert "config.yaml: config key 'data.crop_size' is deprecated, use 'data.resolution'" in _warnings(
+        caplog
+    )

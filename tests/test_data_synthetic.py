@@ -111,7 +111,7 @@ def test_files_decode_to_the_generated_videos_and_load_as_clips(tmp_path: Path) 
             assert np.abs(reader.read_all().astype(int) - videos.frames[i]).max() <= 2
     meta = json.loads(files.meta.read_text())
     assert meta["appearance_classes"] == list(SHAPES) and meta["motion_classes"] == list(MOTIONS)
-    ds = VideoClipDataset(motion, ClipSpec(num_frames=16, frame_step=1), CropSpec(size=64), seed=0)
+    ds = VideoClipDataset(motion, ClipSpec(num_frames=16, frame_step=1), CropSpec(resolution=64), seed=0)
     assert ds[0].clip.shape == (3, 16, 64, 64) and ds[0].frame_indices.tolist() == [list(range(16))]
 
 

@@ -60,9 +60,9 @@ def draw_config_masks(
     from vjepa.pretrain.data import build_mask_generators
 
     config = load_config(PretrainConfig, resolve_recipe(config_name), overrides)
-    d, m = config.data, config.model
+    d = config.data
     encoder = config.encoder_config()
-    grid, patch = encoder.grid, encoder.patch_size
+    grid, tubelet, patch = encoder.grid, encoder.tubelet_size, encoder.patch_size
     frames = clip_frames(video, d.num_frames, d.frame_step, d.resolution, seed)
     rng = np.random.default_rng(seed)
     states = {}
@@ -74,9 +74,9 @@ def draw_config_masks(
     out = Path(out)
     source = Path(video).name if video else "a synthetic video"
     title = f"{config_name}: masks of sample 0 of a batch of {d.batch_size} over {source} (red: predicted; grey: dropped)"
-    written = [plot_masks(frames, states, out, tubelet_size=m.tubelet_size, patch_size=patch, title=title)]
+    written = [plot_masks(frames, states, out, tubelet_size=tubelet, patch_size=patch, title=title)]
     if gif:
         for name, st in states.items():
             gif_path = out.with_name(f"{out.stem}_{name.replace(' ', '_')}.gif")
-            written.append(save_gif(overlay(frames, st, m.tubelet_size, patch), gif_path))
+            written.append(save_gif(overlay(frames, st, tubelet, patch), gif_path))
     return written

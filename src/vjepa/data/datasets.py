@@ -333,7 +333,7 @@ class ImageDataset(_RobustDataset):
         records: image records (see `index.read_folder_index(root, IMAGE_EXTENSIONS)`).
         num_frames: T, the number of repeats (16 in the official image evaluation).
         crop: training augmentation; None = evaluation (short side to int(S * 256 / 224), centre crop).
-        size: output side for evaluation (ignored when `crop` is given).
+        resolution: output side for evaluation (ignored when `crop` is given).
         seed: data seed.
         failure_policy: bound on replacements per draw.
     """
@@ -344,7 +344,7 @@ class ImageDataset(_RobustDataset):
         *,
         num_frames: int = 16,
         crop: CropSpec | None = None,
-        size: int = 224,
+        resolution: int = 224,
         seed: int = 0,
         failure_policy: FailurePolicy | None = None,
     ) -> None:
@@ -353,7 +353,7 @@ class ImageDataset(_RobustDataset):
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames = num_frames
         self.crop = crop
-        self.views = EvalViewSpec(size=size, num_views=1)
+        self.views = EvalViewSpec(resolution=resolution, num_views=1)
 
     def _load(self, record: VideoRecord, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         image = read_image(record.path)[None]  # [1, H, W, 3]

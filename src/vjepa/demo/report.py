@@ -120,7 +120,7 @@ def mask_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
         states,
         fig_dir / "masks.png",
         tubelet_size=cfg.encoder_config().tubelet_size,
-        patch_size=cfg.patch_size,
+        patch_size=cfg.encoder_config().patch_size,
         title="what each mask hides (red: predicted tokens)",
     )
 
@@ -138,7 +138,7 @@ def pca_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
             checkpoint, which = encoder_source(cfg, key, 0)
             encoder = load_pretrained(checkpoint).encoder(which).eval()
             rows[name] = pca_colours(encoder(clip)[0].float().numpy(), grid)  # [N, D] -> colours
-    return plot_pca(frames, rows, fig_dir / "pca.png", tubelet_size=2)
+    return plot_pca(frames, rows, fig_dir / "pca.png", tubelet_size=cfg.encoder_config().tubelet_size)
 
 
 def accuracy_figure(rows: Sequence[Row], results: Results, fig_dir: Path) -> Path:

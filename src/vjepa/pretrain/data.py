@@ -77,7 +77,7 @@ def build_dataset(data: DataConfig, seed: int) -> Dataset:
     """
     clip = ClipSpec(num_frames=data.num_frames, frame_step=data.frame_step)
     crop = CropSpec(
-        size=data.resolution,
+        resolution=data.resolution,
         scale=data.random_resize_scale,
         aspect=data.random_resize_aspect_ratio,
         flip=data.horizontal_flip,

@@ -236,7 +236,7 @@ def build_datasets(cfg: EvalConfig, data: ProbeData) -> dict[str, Dataset]:
                 recs,
                 num_frames=d.num_frames,
                 crop=crop if train else None,
-                size=d.resolution,
+                resolution=d.resolution,
                 seed=cfg.seed,
             )
         return out
