@@ -10,9 +10,8 @@ nest it deeper than `MAX_YAML_DEPTH`; files must be UTF-8 text. Numbers must be 
 ``.inf``), integers must fit in 64 bits; each dataclass's ``__post_init__`` checks signs, ranges and
 divisibility with the helpers below (`check_range`, `InvalidValue`), and its errors name the dotted key.
 
-Renamed keys keep loading: :data:`RENAMED_KEYS` maps each old name (``frames_per_clip``, ``crop_size``, ...)
-to its new one, in YAML files, ``--set`` overrides and the model configs saved in our checkpoints, with a
-one-line warning naming both.
+Renamed keys keep loading: :data:`RENAMED_KEYS` maps each old name to its new one, in YAML files, ``--set``
+overrides and the model configs saved in our checkpoints, with a one-line warning naming both.
 """
 
 from __future__ import annotations

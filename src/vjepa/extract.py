@@ -40,7 +40,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from vjepa.checkpoint import EncoderKey, atomic_write, check_clip_fits, load_pretrained
-from vjepa.data.sampling import ClipConfig
+from vjepa.data.sampling import ClipConfig, MediaKind
 from vjepa.errors import VjepaError, shown
 from vjepa.models.encoder import VideoEncoder
 from vjepa.probe.features import encoder_fingerprint
@@ -56,7 +56,6 @@ from vjepa.runtime import (
     teardown,
 )
 
-InputKind = Literal["video", "image"]
 CropMode = Literal["center", "full"]
 OutputFormat = Literal["safetensors", "npy"]
 
@@ -79,7 +78,7 @@ class ExtractSpec(ClipConfig):
         num_workers: decoding worker processes.
     """
 
-    kind: InputKind = "video"
+    kind: MediaKind = "video"
     stride: int | None = None
     crop: CropMode = "center"
     pooled: bool = False
@@ -126,7 +125,7 @@ def window_indices(num_frames: int, spec: ExtractSpec) -> np.ndarray:
     return np.asarray(starts)[:, None] + offsets[None]
 
 
-def list_inputs(inputs: Sequence[str | os.PathLike], kind: InputKind) -> list[str]:
+def list_inputs(inputs: Sequence[str | os.PathLike], kind: MediaKind) -> list[str]:
     """Files to extract from: CSV indexes (``<path> <label>``), folders (searched recursively for the
     kind's extensions), path lists (``.txt``) and single files, in the order given.
 

@@ -17,10 +17,14 @@ num_clips`` frames. A clip spans ``clip_len = num_frames * frame_step`` frames a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from vjepa.config import InvalidValue
+
+# What clips are cut from: videos, or images repeated ``num_frames`` times along time.
+MediaKind = Literal["video", "image"]
 
 
 @dataclass

@@ -40,8 +40,8 @@ class _GridConfig:
 
     @classmethod
     def from_dict(cls, data: dict):
-        """Build from a dict (the old key ``img_size`` is read as ``resolution``, with a warning); an unknown
-        key is an error listing the valid ones."""
+        """Build from a dict (keys of earlier versions are renamed through :data:`vjepa.config.RENAMED_KEYS`,
+        with a warning); an unknown key is an error listing the valid ones."""
         what = cls.__name__.removesuffix("Config").lower()
         valid = {f.name for f in fields(cls)}
         return cls(**_known(cls, renamed_keys(data, valid, f"{what} config"), what))

@@ -15,24 +15,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from vjepa.checkpoint import EncoderKey
 from vjepa.config import ConfigError, InvalidValue, check_range, load_config
+from vjepa.data.clip_cache import CacheMode
 from vjepa.data.sampling import ClipConfig
 from vjepa.grid import TokenGrid
+from vjepa.masks.base import Truncation
+from vjepa.masks.collate import MaskKind
 from vjepa.masks.multiblock import PAPER_SETTINGS, MultiBlockSetting
-from vjepa.models.registry import EncoderConfig, canonical_name, encoder_config, model_size
+from vjepa.models.registry import EncoderConfig, PositionScheme, canonical_name, encoder_config, model_size
 from vjepa.runtime import RuntimeSpec
 
 DataSource = Literal["synthetic", "csv"]
-MaskKindName = Literal["multiblock", "random_tube", "causal"]
-TruncationName = Literal["official", "random"]
 TargetKind = Literal["features", "pixels"]
 TeacherKind = Literal["ema", "frozen", "online"]
 RegularizerKind = Literal["none", "vc", "sigreg"]
 RegularizedPart = Literal["context", "pooled", "predictions"]
-TeacherWeights = Literal["target_encoder", "encoder"]
 MetricsFormat = Literal["jsonl", "csv"]
 LRScheduleName = Literal["warmup_cosine", "linear_decay", "wsd"]
-PositionsName = Literal["sincos", "rope"]
 MaskTokenUse = Literal["per_setting", "shared"]
 StrategyName = Literal["ddp", "fsdp"]
 
@@ -82,7 +82,7 @@ class DataConfig(ClipConfig):
     synthetic_videos: int = 256
     synthetic_resolution: int = 64
     synthetic_num_frames: int = 16
-    clip_cache: Literal["auto"] | bool = "auto"
+    clip_cache: CacheMode = "auto"
     clip_cache_dir: str | None = None
     clip_cache_max_gb: float = 8.0
 
@@ -129,11 +129,11 @@ class MasksConfig:
             official collator); ``random`` keeps a random subset of the same size.
     """
 
-    kind: MaskKindName = "multiblock"
+    kind: MaskKind = "multiblock"
     multiblock: list[MultiBlockSetting] = field(default_factory=_paper_blocks)
     random_tube_ratios: list[float] = field(default_factory=lambda: [0.9])
     causal_context_fractions: list[float] = field(default_factory=lambda: [0.5])
-    truncation: TruncationName = "official"
+    truncation: Truncation = "official"
 
     @property
     def num_settings(self) -> int:
@@ -183,7 +183,7 @@ class ModelConfig:
     """
 
     name: str = "vit_large"
-    positions: PositionsName | None = None
+    positions: PositionScheme | None = None
     embed_dim: int | None = None
     depth: int | None = None
     num_heads: int | None = None
@@ -355,7 +355,7 @@ class ObjectiveConfig:
     loss_exp: float = 1.0
     teacher: TeacherKind = "ema"
     teacher_checkpoint: str | None = None
-    teacher_which: TeacherWeights | None = None
+    teacher_which: EncoderKey | None = None
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
 
     def __post_init__(self) -> None:

@@ -31,7 +31,7 @@ from vjepa.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from vjepa.config import ConfigError, save_config, to_dict
 from vjepa.grid import TokenGrid
 from vjepa.masks import MaskedBatch
-from vjepa.models import VideoEncoder, build_encoder, build_predictor
+from vjepa.models import VideoEncoder, build_predictor
 from vjepa.pretrain.config import PretrainConfig
 from vjepa.pretrain.data import build_stream
 from vjepa.pretrain.distributed import (
@@ -173,19 +173,8 @@ class FitResult:
 def build_objective(config: PretrainConfig) -> JEPAObjective:
     """Encoder, predictor (one mask token per mask setting), target encoder (an exact copy, frozen) or the
     pixel head, freshly initialized as official pretraining does (every Linear N(0, 0.02), zero bias)."""
-    m, d = config.model, config.data
-    encoder = build_encoder(
-        m.name,
-        num_frames=d.num_frames,
-        resolution=d.resolution,
-        patch_size=m.patch_size,
-        tubelet_size=m.tubelet_size,
-        uniform_power=m.uniform_power,
-        positions=m.positions,
-        num_heads=m.num_heads,
-        embed_dim=m.embed_dim,
-        depth=m.depth,
-    )
+    m = config.model
+    encoder = VideoEncoder(config.encoder_config())
     predictor = build_predictor(
         encoder,
         predictor_embed_dim=m.pred_embed_dim,

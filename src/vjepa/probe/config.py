@@ -17,13 +17,13 @@ from typing import Literal
 
 from vjepa.checkpoint import EncoderKey
 from vjepa.config import ConfigError, InvalidValue, check_range, load_config
-from vjepa.data.sampling import ClipConfig
+from vjepa.data.clip_cache import CacheMode
+from vjepa.data.sampling import ClipConfig, MediaKind
 from vjepa.probe.checkpoint import ProbeArch
+from vjepa.probe.features import CacheDtype, SegmentMode
 from vjepa.runtime import RuntimeSpec
 
 Readout = Literal["attentive", "linear", "knn"]
-DataKind = Literal["video", "image"]
-SegmentMode = Literal["concat", "separate"]
 
 
 def _positive(owner: object, names: tuple[str, ...]) -> None:
@@ -89,7 +89,7 @@ class DataSection(ClipConfig):
     train: str = ""
     val: str = ""
     num_classes: int = 0
-    kind: DataKind = "video"
+    kind: MediaKind = "video"
     num_segments: int = 1
     num_views: int = 1
     train_augment: bool = False
@@ -97,7 +97,7 @@ class DataSection(ClipConfig):
     crop_aspect: tuple[float, float] = (0.75, 4 / 3)
     num_workers: int = 0
     max_short_side: int | Literal["auto"] | None = "auto"
-    clip_cache: Literal["auto"] | bool = False
+    clip_cache: CacheMode = False
     clip_cache_dir: str | None = None
     clip_cache_max_gb: float = 8.0
     class_names: list[str] | None = None
@@ -262,7 +262,7 @@ class CacheSection:
     """
 
     dir: str | None = None
-    dtype: Literal["float32", "float16"] = "float16"
+    dtype: CacheDtype = "float16"
     overwrite: bool = False
     max_gb: float = 200.0
 
