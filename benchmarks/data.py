@@ -34,8 +34,8 @@ from vjepa.data.loader import make_loader
 from vjepa.data.sampling import ClipSpec, train_clip_indices
 from vjepa.data.transforms import CropSpec, max_useful_short_side, train_transform
 
-CLIP = ClipSpec(frames_per_clip=16, frame_step=4)
-CROP = CropSpec(size=224)
+CLIP = ClipSpec(num_frames=16, frame_step=4)
+CROP = CropSpec(resolution=224)
 
 
 def make_source(path: Path, height: int, width: int, num_frames: int, seed: int) -> None:

@@ -57,15 +57,15 @@ class Workload:
     """One model at one clip shape and per-GPU batch."""
 
     model: str
-    frames: int
-    size: int
+    num_frames: int
+    resolution: int
     batch: int
     pred_depth: int = 12
     pred_width: int = 384
 
     @property
     def label(self) -> str:
-        return f"{self.model} {self.frames}x{self.size}"
+        return f"{self.model} {self.num_frames}x{self.resolution}"
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def run_setting(setting: Setting, steps: int, warmup: int, runtime) -> dict:
     from train_step import step_flops
 
     w, device = setting.work, runtime.device
-    sizes = StepSizes(w.model, w.frames, w.size, w.batch, w.pred_depth, w.pred_width)
+    sizes = StepSizes(w.model, w.num_frames, w.resolution, w.batch, w.pred_depth, w.pred_width)
     overrides = [
         f"runtime.device={device.type}",
         "runtime.precision=bf16",
@@ -203,7 +203,7 @@ def launch(args: argparse.Namespace, peak_tflops: float | None) -> None:
 
 def _row(r: dict, peak_tflops: float | None) -> str:
     w = r["work"]
-    head = (f"| {w['model']} {w['frames']}x{w['size']} | {w['batch']} | {r['strategy']} | "
+    head = (f"| {w['model']} {w['num_frames']}x{w['resolution']} | {w['batch']} | {r['strategy']} | "
             f"{'on' if r['activation_checkpointing'] else 'off'} | {'on' if r['compile'] else 'off'} |")  # fmt: skip
     if "error" in r:
         return f"{head} {r['error']} | | | | |"
@@ -248,7 +248,7 @@ def memory_table(gpus: tuple[int, ...] = (8, 64)) -> None:
     for name, frames, size in (("vit_large", 16, 224), ("vit_huge", 16, 224), ("vit_giant", 16, 256),
                                ("vit_gigantic", 16, 256)):  # fmt: skip
         with torch.device("meta"):
-            encoder = build_encoder(name, num_frames=frames, img_size=size)
+            encoder = build_encoder(name, num_frames=frames, resolution=size)
             predictor = build_predictor(encoder)
         pe = sum(p.numel() for p in encoder.parameters())
         pp = sum(p.numel() for p in predictor.parameters())

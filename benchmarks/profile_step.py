@@ -76,7 +76,7 @@ def make_config(
         f"data.batch_size={args.batch}",
         f"data.num_frames={args.frames}",
         f"data.frame_step={frame_step}",
-        f"data.crop_size={args.size}",
+        f"data.resolution={args.size}",
         "data.max_short_side=auto",
         f"data.clip_cache={cache}",
         f"data.clip_cache_dir={cache_dir}",
@@ -103,7 +103,7 @@ def demo_source(args: argparse.Namespace, root: Path) -> Path:
     if args.data is not None:
         return Path(args.data) / "train.csv"
     spec = SyntheticSpec(
-        num_frames=args.frames, size=args.size, object_size=max(4, args.size * 26 // 64), hold=2
+        num_frames=args.frames, resolution=args.size, object_size=max(4, args.size * 26 // 64), hold=2
     )
     files = write_synthetic_dataset(root / "demo", num_train=args.demo_videos, num_val=4, spec=spec)
     return files.csvs["train"]

@@ -42,7 +42,7 @@ def angle_errors(head_dim: int = 64) -> None:
 def forward_times(model: str, frames: int, size: int, batch: int, repeats: int) -> None:
     torch.manual_seed(0)
     encoders = {
-        scheme: build_encoder(model, num_frames=frames, img_size=size, positions=scheme).eval()
+        scheme: build_encoder(model, num_frames=frames, resolution=size, positions=scheme).eval()
         for scheme in ("sincos", "rope")
     }
     encoders["rope"].load_state_dict(encoders["sincos"].state_dict(), strict=False)  # same weights, no table

@@ -23,16 +23,16 @@ class StepSizes:
 
     Args:
         model: encoder size (``tiny``, ``vit_small``, ...).
-        frames: frames per clip.
-        size: clip side in pixels.
+        num_frames: frames per clip.
+        resolution: clip side in pixels.
         batch: clips per step (per process).
         pred_depth: predictor depth.
         pred_width: predictor width.
     """
 
     model: str
-    frames: int
-    size: int
+    num_frames: int
+    resolution: int
     batch: int
     pred_depth: int
     pred_width: int
@@ -43,8 +43,8 @@ def step_config(sizes: StepSizes, steps: int, overrides: Sequence[str] = ()) -> 
     return load_pretrain_config(
         "tiny_cpu",
         [
-            f"data.num_frames={sizes.frames}",
-            f"data.crop_size={sizes.size}",
+            f"data.num_frames={sizes.num_frames}",
+            f"data.resolution={sizes.resolution}",
             f"data.batch_size={sizes.batch}",
             f"model.name={sizes.model}",
             f"model.pred_depth={sizes.pred_depth}",
@@ -79,7 +79,7 @@ def batch_pool(config: PretrainConfig, trainer: Trainer, seed: int = 0, count: i
         build_mask_generators(config.masks, token_grid(config, trainer.objective)), seed=seed
     )
     g = torch.Generator().manual_seed(seed)
-    shape = (3, d.num_frames, d.crop_size, d.crop_size)
+    shape = (3, d.num_frames, d.resolution, d.resolution)
     return [
         collator(
             [_Sample(torch.randn(*shape, generator=g), 0, i * d.batch_size + j) for j in range(d.batch_size)]

@@ -34,7 +34,7 @@ def test_official_checkpoint_loads_with_inferred_architecture(official_checkpoin
     loaded = load_pretrained(official_checkpoint, num_heads=4)
     enc, pred = loaded.encoder_config, loaded.predictor_config
     assert (enc.embed_dim, enc.depth, enc.num_heads, enc.patch_size, enc.tubelet_size) == (64, 2, 4, 16, 2)
-    assert (enc.num_frames, enc.img_size, enc.uniform_power) == (8, 64, True)
+    assert (enc.num_frames, enc.resolution, enc.uniform_power) == (8, 64, True)
     assert (pred.predictor_embed_dim, pred.depth, pred.num_heads, pred.num_mask_tokens) == (32, 2, 4, 2)
     assert sorted(loaded.models) == ["encoder", "predictor", "target_encoder"]
     assert loaded.meta["epoch"] == 1
@@ -44,7 +44,7 @@ def test_official_checkpoint_loads_with_inferred_architecture(official_checkpoin
 
 
 def test_named_size_gives_the_head_count(tmp_path):
-    encoder = build_encoder("vit_small", num_frames=4, img_size=32)
+    encoder = build_encoder("vit_small", num_frames=4, resolution=32)
     path = tmp_path / "bare.pth"
     torch.save({f"module.backbone.{k}": v for k, v in encoder.state_dict().items()}, path)
     loaded = load_encoder(path)
@@ -138,7 +138,7 @@ def test_cli_convert(official_checkpoint, tmp_path, capsys):
 
 
 def test_our_format_rejects_unknown_config_keys(tmp_path):
-    encoder = build_encoder("vit_tiny", num_frames=4, img_size=32)
+    encoder = build_encoder("vit_tiny", num_frames=4, resolution=32)
     out = save_pretrained(tmp_path / "m", {"target_encoder": encoder}, encoder.config)
     config = json.loads((out / "config.json").read_text())
     config["encoder"]["drop_path"] = 0.1
@@ -148,7 +148,7 @@ def test_our_format_rejects_unknown_config_keys(tmp_path):
 
 
 def test_save_predictor_needs_config_and_roundtrips(tmp_path):
-    encoder = build_encoder("vit_tiny", num_frames=4, img_size=32)
+    encoder = build_encoder("vit_tiny", num_frames=4, resolution=32)
     predictor = build_predictor(encoder, depth=1, predictor_embed_dim=48)
     with pytest.raises(InvalidArgument, match="needs its predictor_config"):
         save_pretrained(tmp_path / "m", {"predictor": predictor}, encoder.config)

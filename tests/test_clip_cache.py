@@ -107,7 +107,7 @@ def _records(tmp_path):
 
 def test_training_clips_are_identical_with_and_without_the_cache(tmp_path):
     records = _records(tmp_path)
-    spec, crop = ClipSpec(frames_per_clip=8, frame_step=3, num_clips=2), CropSpec(size=24)
+    spec, crop = ClipSpec(num_frames=8, frame_step=3, num_clips=2), CropSpec(resolution=24)
     plain = VideoClipDataset(records, spec, crop, seed=7, max_short_side=40)
     cache = ClipCache(tmp_path / "cache", 100 * MB)
     cached = VideoClipDataset(records, spec, crop, seed=7, max_short_side=40, clip_cache=cache)
@@ -123,7 +123,7 @@ def test_training_clips_are_identical_with_and_without_the_cache(tmp_path):
 
 def test_eval_clips_are_identical_with_and_without_the_cache(tmp_path):
     records = _records(tmp_path)
-    spec, views = ClipSpec(frames_per_clip=8, frame_step=2, num_clips=2), EvalViewSpec(size=24, num_views=3)
+    spec, views = ClipSpec(num_frames=8, frame_step=2, num_clips=2), EvalViewSpec(resolution=24, num_views=3)
     plain = EvalVideoDataset(records, spec, views)
     cached = EvalVideoDataset(records, spec, views, clip_cache=ClipCache(tmp_path / "cache", 100 * MB))
     for i in range(len(records)):
@@ -132,7 +132,7 @@ def test_eval_clips_are_identical_with_and_without_the_cache(tmp_path):
 
 def test_a_stream_with_a_worker_and_the_cache_yields_the_batches_of_the_plain_stream(tmp_path):
     records = _records(tmp_path) * 2
-    spec, crop = ClipSpec(frames_per_clip=8, frame_step=2), CropSpec(size=24)
+    spec, crop = ClipSpec(num_frames=8, frame_step=2), CropSpec(resolution=24)
     cache = ClipCache(tmp_path / "cache", 100 * MB)
 
     def batches(clip_cache, workers):

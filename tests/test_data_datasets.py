@@ -23,8 +23,8 @@ from vjepa.data.loader import make_loader
 from vjepa.data.sampling import ClipSpec
 from vjepa.data.transforms import CropSpec, EvalViewSpec
 
-CLIP = ClipSpec(frames_per_clip=8, frame_step=2)
-CROP = CropSpec(size=32)
+CLIP = ClipSpec(num_frames=8, frame_step=2)
+CROP = CropSpec(resolution=32)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_workers_give_the_same_batches_and_report_failures(media: MediaSet) -> N
 
 def test_eval_dataset_segments_views_and_counting(media: MediaSet) -> None:
     records = good_records(media) + [VideoRecord(str(media.bad["missing"]), 0)]
-    ds = EvalVideoDataset(records, ClipSpec(8, 2, num_clips=2), EvalViewSpec(size=32, num_views=3))
+    ds = EvalVideoDataset(records, ClipSpec(8, 2, num_clips=2), EvalViewSpec(resolution=32, num_views=3))
     sample = ds[DrawKey(1, 1)]
     assert sample.clip.shape == (2, 3, 3, 8, 32, 32) and sample.counted
     assert torch.equal(sample.clip, ds[DrawKey(1, 1)].clip)
@@ -148,10 +148,10 @@ def test_image_dataset_repeats_each_image_along_time(tmp_path: Path) -> None:
         )
     records, classes = read_folder_index(tmp_path, IMAGE_EXTENSIONS)
     assert classes == ["cat", "dog"]
-    train = ImageDataset(records, num_frames=16, crop=CropSpec(size=32, scale=(0.08, 1.0)))
+    train = ImageDataset(records, num_frames=16, crop=CropSpec(resolution=32, scale=(0.08, 1.0)))
     sample = train[DrawKey(0, 1)]
     assert sample.clip.shape == (3, 16, 32, 32) and sample.label == 1
     assert torch.equal(sample.clip[:, 0], sample.clip[:, 15])
-    val = ImageDataset(records, num_frames=16, size=32)[0]
+    val = ImageDataset(records, num_frames=16, resolution=32)[0]
     assert val.clip.shape == (3, 16, 32, 32)
     assert np.isfinite(val.clip.numpy()).all()

@@ -70,7 +70,7 @@ def test_two_ranks_get_different_augmentations(tmp_path) -> None:
     from data_helpers import random_frames, write_lossless
 
     path = write_lossless(tmp_path / "v.mp4", random_frames(40, 48, 64))
-    ds = VideoClipDataset([VideoRecord(str(path), 0)] * 2, ClipSpec(8, 2), CropSpec(size=32), seed=0)
+    ds = VideoClipDataset([VideoRecord(str(path), 0)] * 2, ClipSpec(8, 2), CropSpec(resolution=32), seed=0)
     clips = []
     for rank in range(2):
         stream = make_loader(ds, batch_size=1, collate_fn=collate_samples, seed=0, rank=rank, world_size=2)

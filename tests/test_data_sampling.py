@@ -64,7 +64,7 @@ def test_invalid_requests() -> None:
     with pytest.raises(ValueError, match="cannot cut"):
         clip_indices(2, ClipSpec(num_clips=3), random_window=False, allow_overlap=False)
     with pytest.raises(ValueError, match=">= 1"):
-        ClipSpec(frames_per_clip=0)
+        ClipSpec(num_frames=0)
     with pytest.raises(ValueError, match="rng"):
         clip_indices(100, ClipSpec(), random_window=True, allow_overlap=False)
     single = train_clip_indices(1, ClipSpec(), np.random.default_rng(0))

@@ -111,7 +111,7 @@ def test_files_decode_to_the_generated_videos_and_load_as_clips(tmp_path: Path) 
             assert np.abs(reader.read_all().astype(int) - videos.frames[i]).max() <= 2
     meta = json.loads(files.meta.read_text())
     assert meta["appearance_classes"] == list(SHAPES) and meta["motion_classes"] == list(MOTIONS)
-    ds = VideoClipDataset(motion, ClipSpec(frames_per_clip=16, frame_step=1), CropSpec(size=64), seed=0)
+    ds = VideoClipDataset(motion, ClipSpec(num_frames=16, frame_step=1), CropSpec(resolution=64), seed=0)
     assert ds[0].clip.shape == (3, 16, 64, 64) and ds[0].frame_indices.tolist() == [list(range(16))]
 
 
@@ -149,8 +149,8 @@ def test_hold_keeps_the_object_still_inside_each_tubelet():
 
 
 def test_several_objects_move_together_and_keep_the_single_object_draws():
-    one = generate_videos(SyntheticSpec(num_frames=4, size=32, object_size=6, speeds=(2,)), 4, seed=5)
-    many = SyntheticSpec(num_frames=4, size=32, object_size=6, speeds=(2,), num_objects=6)
+    one = generate_videos(SyntheticSpec(num_frames=4, resolution=32, object_size=6, speeds=(2,)), 4, seed=5)
+    many = SyntheticSpec(num_frames=4, resolution=32, object_size=6, speeds=(2,), num_objects=6)
     videos = generate_videos(many, 4, seed=5)
     assert videos.frames.shape == one.frames.shape
     for i in range(4):

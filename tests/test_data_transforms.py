@@ -49,7 +49,7 @@ def test_one_box_for_all_frames() -> None:
     base = np.random.default_rng(0).integers(0, 200, (1, 60, 80, 3), dtype=np.uint8)
     frames = np.concatenate([base + t * 10 for t in range(5)])  # [5, 60, 80, 3]
     for seed in range(10):
-        clip, box, _ = train_transform(frames, CropSpec(size=32), np.random.default_rng(seed))
+        clip, box, _ = train_transform(frames, CropSpec(resolution=32), np.random.default_rng(seed))
         assert clip.shape == (3, 5, 32, 32) and clip.dtype == torch.float32
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255
         for t in range(1, 5):
@@ -62,9 +62,9 @@ def test_flip_uses_the_same_box() -> None:
     flips = 0
     for seed in range(20):
         plain, box_a, flipped_a = train_transform(
-            frames, CropSpec(size=24, flip=False), np.random.default_rng(seed)
+            frames, CropSpec(resolution=24, flip=False), np.random.default_rng(seed)
         )
-        maybe, box_b, flipped = train_transform(frames, CropSpec(size=24), np.random.default_rng(seed))
+        maybe, box_b, flipped = train_transform(frames, CropSpec(resolution=24), np.random.default_rng(seed))
         assert box_a == box_b and not flipped_a
         flips += flipped
         assert torch.equal(maybe, plain.flip(-1) if flipped else plain)
@@ -82,7 +82,7 @@ def test_crop_resize_matches_bilinear_interpolation_of_the_crop() -> None:
 
 def test_max_useful_short_side() -> None:
     assert max_useful_short_side(CropSpec()) == 409
-    assert max_useful_short_side(CropSpec(size=64, scale=(1.0, 1.0))) == 64
+    assert max_useful_short_side(CropSpec(resolution=64, scale=(1.0, 1.0))) == 64
 
 
 def test_normalization_is_imagenet() -> None:
@@ -97,18 +97,18 @@ def test_normalization_is_imagenet() -> None:
 def test_three_views_along_the_long_side() -> None:
     frames = np.zeros((2, 240, 320, 3), dtype=np.uint8)
     frames[:, :, :, 0] = (np.arange(320) * 255 // 319)[None, None, :]  # red grows with the column
-    views = eval_views(frames, EvalViewSpec(size=112, num_views=3))
+    views = eval_views(frames, EvalViewSpec(resolution=112, num_views=3))
     assert views.shape == (3, 3, 2, 112, 112)
     lefts = [v[0, 0, 0, 0].item() for v in views]
     assert lefts[0] < lefts[1] < lefts[2]  # left, centre, right
-    portrait = eval_views(frames.transpose(0, 2, 1, 3).copy(), EvalViewSpec(size=112, num_views=3))
+    portrait = eval_views(frames.transpose(0, 2, 1, 3).copy(), EvalViewSpec(resolution=112, num_views=3))
     assert portrait.shape == (3, 3, 2, 112, 112)
-    square = eval_views(np.zeros((1, 50, 50, 3), np.uint8), EvalViewSpec(size=32, num_views=3))
+    square = eval_views(np.zeros((1, 50, 50, 3), np.uint8), EvalViewSpec(resolution=32, num_views=3))
     assert torch.equal(square[0], square[2])
 
 
 def test_single_view_is_a_centre_crop_after_resizing_to_256_over_224() -> None:
     frames = np.random.default_rng(3).integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
-    view = eval_views(frames, EvalViewSpec(size=224, num_views=1))
+    view = eval_views(frames, EvalViewSpec(resolution=224, num_views=1))
     assert view.shape == (1, 3, 2, 224, 224)
-    assert torch.equal(view, eval_views(frames, EvalViewSpec(size=224, num_views=1)))
+    assert torch.equal(view, eval_views(frames, EvalViewSpec(resolution=224, num_views=1)))

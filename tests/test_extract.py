@@ -56,21 +56,21 @@ def setup_files(tmp_path_factory):
     for name, n in lengths.items():
         write_mp4(videos / name, rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
     torch.manual_seed(0)
-    cfg = EncoderConfig(embed_dim=32, depth=2, num_heads=4, num_frames=8, img_size=32)
+    cfg = EncoderConfig(embed_dim=32, depth=2, num_heads=4, num_frames=8, resolution=32)
     encoder = VideoEncoder(cfg).eval()
     ckpt = save_pretrained(root / "ckpt", {"target_encoder": encoder, "encoder": VideoEncoder(cfg)}, cfg)
     return root, videos, ckpt, encoder
 
 
 def test_windows_cover_the_video():
-    spec = ExtractSpec(frames=8, frame_step=2, stride=8)  # a window spans 15 frames
+    spec = ExtractSpec(num_frames=8, frame_step=2, stride=8)  # a window spans 15 frames
     w = window_indices(40, spec)
     assert w[:, 0].tolist() == [0, 8, 16, 24, 25]  # the last window is aligned to the end
     assert w[-1, -1] == 39 and np.all(np.diff(w, axis=1) == 2)
     short = window_indices(10, spec)
     assert short.tolist() == [[0, 2, 4, 6, 8, 9, 9, 9]]  # padded with the last frame
     assert window_indices(15, spec).shape == (1, 8)
-    assert window_indices(40, ExtractSpec(frames=8, frame_step=2)).shape == (3, 8)  # default stride = 16
+    assert window_indices(40, ExtractSpec(num_frames=8, frame_step=2)).shape == (3, 8)  # default stride = 16
 
 
 def test_extract_cli_tokens_match_the_encoder(setup_files, tmp_path):
@@ -95,7 +95,7 @@ def test_extract_cli_tokens_match_the_encoder(setup_files, tmp_path):
     assert manifest["token_grid"] == {"time": 4, "height": 2, "width": 2, "tokens": 16}
     assert manifest["precision"]["precision"] == "fp32" and manifest["precision"]["reason"]
     assert sorted(manifest["written"]) == ["a.safetensors", "sub/b.safetensors"]
-    spec = ExtractSpec(frames=8, frame_step=2, stride=8)
+    spec = ExtractSpec(num_frames=8, frame_step=2, stride=8)
     for name, n_windows in (("a", 5), ("sub/b", 1)):
         saved = load_file(out / f"{name}.safetensors")
         feats, indices = saved["features"], saved["frame_indices"]

@@ -138,7 +138,7 @@ def test_headerless_files_of_older_vjepa_still_load(tmp_path) -> None:
 def test_an_export_of_an_unknown_version_is_refused(tmp_path) -> None:
     from vjepa.checkpoint import load_pretrained, save_pretrained
 
-    encoder = build_encoder("vit_tiny", num_frames=2, img_size=16)
+    encoder = build_encoder("vit_tiny", num_frames=2, resolution=16)
     out = save_pretrained(tmp_path / "ckpt", {"target_encoder": encoder}, encoder.config)
     config = json.loads((out / "config.json").read_text())
     assert (config["format"], config["format_version"]) == ("vjepa", 1)

@@ -282,7 +282,7 @@ def items(batch_size: int, first_draw: int, clips: int | None = None) -> list[It
 
 
 def test_collator_shapes() -> None:
-    grid = TokenGrid.from_clip(4, 64, 64)
+    grid = TokenGrid.from_clip(4, 64, 64, tubelet_size=2, patch_size=16)
     collate = MaskCollator(make_mask_generators("multiblock", grid), seed=0)
     batch = collate(items(3, 0))
     assert isinstance(batch, MaskedBatch)
@@ -299,7 +299,7 @@ def test_collator_shapes() -> None:
 
 
 def test_collator_multi_clip_samples_share_masks() -> None:
-    grid = TokenGrid.from_clip(4, 64, 64)
+    grid = TokenGrid.from_clip(4, 64, 64, tubelet_size=2, patch_size=16)
     collate = MaskCollator(make_mask_generators("multiblock", grid), seed=0)
     batch = collate(items(3, 6, clips=2))
     assert batch.clips.shape == (6, 3, 4, 64, 64)

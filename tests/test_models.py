@@ -54,11 +54,11 @@ def test_giant_and_gigantic_mlp_widths():
 @pytest.mark.parametrize("name", list(MODEL_SIZES))
 def test_every_size_runs_forward_and_backward_at_tiny_resolution(name):
     """Full width, heads, MLP and patch of each size; depth cut to 2 for the large ones to keep CI fast."""
-    cfg = encoder_config(name, num_frames=4, img_size=2 * MODEL_SIZES[name].patch_size)
+    cfg = encoder_config(name, num_frames=4, resolution=2 * MODEL_SIZES[name].patch_size)
     if cfg.depth > 12:
         cfg = dataclasses.replace(cfg, depth=2)
     encoder = VideoEncoder(cfg)
-    clip = torch.randn(2, 3, 4, cfg.img_size, cfg.img_size)
+    clip = torch.randn(2, 3, 4, cfg.resolution, cfg.resolution)
     out = encoder(clip)
     assert out.shape == (2, 2 * 2 * 2, cfg.embed_dim)
     out.square().mean().backward()
@@ -67,7 +67,7 @@ def test_every_size_runs_forward_and_backward_at_tiny_resolution(name):
 
 def tiny_config(**changes) -> EncoderConfig:
     return dataclasses.replace(
-        EncoderConfig(embed_dim=32, depth=2, num_heads=2, num_frames=4, img_size=32), **changes
+        EncoderConfig(embed_dim=32, depth=2, num_heads=2, num_frames=4, resolution=32), **changes
     )
 
 

@@ -15,7 +15,7 @@ from vjepa.pretrain.objective import JEPAObjective
 
 def tiny_objective() -> JEPAObjective:
     torch.manual_seed(0)
-    encoder = VideoEncoder(EncoderConfig(embed_dim=32, depth=2, num_heads=2, num_frames=4, img_size=64))
+    encoder = VideoEncoder(EncoderConfig(embed_dim=32, depth=2, num_heads=2, num_frames=4, resolution=64))
     predictor = build_predictor(encoder, predictor_embed_dim=16, depth=1, num_heads=2)
     return JEPAObjective(encoder, predictor, copy.deepcopy(encoder))
 

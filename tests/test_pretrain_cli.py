@@ -11,8 +11,8 @@ from vjepa.pretrain.state import load_training_state
 
 SHORT = [
     "--set", "optimization.epochs=2", "--set", "optimization.ipe=2", "--set", "data.synthetic_videos=16",
-    "--set", "data.synthetic_size=48", "--set", "data.crop_size=48", "--set", "data.num_frames=8",
-    "--set", "data.synthetic_frames=8", "--set", "data.batch_size=2", "--set", "model.pred_depth=1",
+    "--set", "data.synthetic_resolution=48", "--set", "data.resolution=48", "--set", "data.num_frames=8",
+    "--set", "data.synthetic_num_frames=8", "--set", "data.batch_size=2", "--set", "model.pred_depth=1",
     "--set", "logging.log_every=1", "--set", "logging.checkpoint_every=2", "--set", "runtime.threads=1",
     "--set", "logging.tensorboard=false", "--set", "logging.metrics_format=csv",
 ]  # fmt: skip

@@ -21,7 +21,7 @@ def test_paper_recipes_hold_the_paper_values():
     l16, h16, h384 = (load_pretrain_config(n) for n in ("vitl16", "vith16", "vith16_384"))
     assert (l16.model.name, h16.model.name, h384.model.name) == ("vit_large", "vit_huge", "vit_huge")
     assert (l16.data.batch_size, h384.data.batch_size) == (24, 10)
-    assert (l16.data.crop_size, h384.data.crop_size) == (224, 384)
+    assert (l16.data.resolution, h384.data.resolution) == (224, 384)
     o = l16.optimization
     assert (o.epochs, o.ipe, o.ipe_scale, o.warmup, o.clip_grad) == (300, 300, 1.25, 40.0, 10.0)
     assert (o.start_lr, o.lr, o.final_lr, o.weight_decay, o.final_weight_decay) == (

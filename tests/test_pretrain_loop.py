@@ -192,7 +192,10 @@ def test_progress_bar_only_on_rank_zero_terminals(monkeypatch):
 
 def test_csv_videos_with_loader_workers(tmp_path):
     files = write_synthetic_dataset(
-        tmp_path / "videos", num_train=8, num_val=1, spec=SyntheticSpec(num_frames=8, size=48, object_size=16)
+        tmp_path / "videos",
+        num_train=8,
+        num_val=1,
+        spec=SyntheticSpec(num_frames=8, resolution=48, object_size=16),
     )
     config = tiny_config(
         [

@@ -147,7 +147,7 @@ def test_centring_uses_the_unbiased_within_position_variance():
 
 def _objective(**kwargs) -> JEPAObjective:
     torch.manual_seed(0)
-    encoder = VideoEncoder(EncoderConfig(embed_dim=32, depth=2, num_heads=2, num_frames=4, img_size=64))
+    encoder = VideoEncoder(EncoderConfig(embed_dim=32, depth=2, num_heads=2, num_frames=4, resolution=64))
     predictor = build_predictor(encoder, predictor_embed_dim=16, depth=1, num_heads=2)
     teacher = None if kwargs.get("teacher") == "online" else copy.deepcopy(encoder)
     return JEPAObjective(encoder, predictor, teacher, **kwargs)
@@ -243,7 +243,7 @@ def test_salt_recipes_chain_a_pixel_teacher_into_a_frozen_student(tmp_path):
     from vjepa.pretrain.config import load_run_config
 
     small = [
-        "data.synthetic_videos=8", "data.synthetic_size=64", "data.crop_size=64", "data.synthetic_frames=4",
+        "data.synthetic_videos=8", "data.synthetic_resolution=64", "data.resolution=64", "data.synthetic_num_frames=4",
         "data.num_frames=4", "data.batch_size=2", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
         "model.pred_embed_dim=16", "model.pred_depth=1", "optimization.epochs=1", "optimization.ipe=2",
         "optimization.warmup=0", "runtime.precision=fp32", "logging.tensorboard=false",

@@ -29,7 +29,7 @@ def synthetic(tmp_path_factory) -> Path:
     from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
-    spec = SyntheticSpec(num_frames=8, size=32, object_size=12, speeds=(2, 3))
+    spec = SyntheticSpec(num_frames=8, resolution=32, object_size=12, speeds=(2, 3))
     write_synthetic_dataset(root, seed=0, num_train=24, num_val=NUM_VAL, spec=spec, overwrite=True)
     return root
 
@@ -38,7 +38,7 @@ def synthetic(tmp_path_factory) -> Path:
 def random_encoder(tmp_path_factory) -> Path:
     """A randomly initialized tiny encoder in our checkpoint format."""
     torch.manual_seed(0)
-    cfg = EncoderConfig(embed_dim=48, depth=2, num_heads=3, num_frames=8, img_size=32)
+    cfg = EncoderConfig(embed_dim=48, depth=2, num_heads=3, num_frames=8, resolution=32)
     out = tmp_path_factory.mktemp("encoder") / "random_tiny"
     return save_pretrained(out, {"target_encoder": VideoEncoder(cfg)}, cfg, meta={"note": "random init"})
 
@@ -49,7 +49,7 @@ def overrides(synthetic: Path, encoder: Path, out: Path, label: str = "motion") 
         f"encoder.checkpoint={encoder}",
         f"data.train={synthetic / f'train_{label}.csv'}",
         f"data.val={synthetic / f'val_{label}.csv'}",
-        "data.frames_per_clip=8",
+        "data.num_frames=8",
         "data.resolution=32",
         "optimization.epochs=20",
         "optimization.batch_size=8",
@@ -195,8 +195,8 @@ def test_eval_linear_readout_with_label_fractions_uncached(synthetic, random_enc
 def test_eval_cli_on_tiny_pretrained_encoder(synthetic, tmp_path):
     """The tiny pretraining recipe (shortened), then the attentive probe on its exported target encoder."""
     short = {
-        "optimization.epochs": 1, "optimization.ipe": 3, "data.synthetic_videos": 8, "data.synthetic_size": 48,
-        "data.crop_size": 48, "data.num_frames": 8, "data.synthetic_frames": 8, "data.batch_size": 2,
+        "optimization.epochs": 1, "optimization.ipe": 3, "data.synthetic_videos": 8, "data.synthetic_resolution": 48,
+        "data.resolution": 48, "data.num_frames": 8, "data.synthetic_num_frames": 8, "data.batch_size": 2,
         "model.pred_depth": 1, "runtime.threads": 1, "logging.tensorboard": "false",
         "logging.metrics_format": "csv",
     }  # fmt: skip
@@ -252,7 +252,7 @@ def test_eval_on_image_folders_with_augmentation(random_encoder, tmp_path):
             f"data.train={tmp_path / 'train'}",
             f"data.val={tmp_path / 'val'}",
             "data.num_classes=2",
-            "data.frames_per_clip=8",
+            "data.num_frames=8",
             "data.resolution=32",
             "data.train_augment=true",
             "optimization.epochs=6",

@@ -40,7 +40,7 @@ CPU = Runtime(torch.device("cpu"))
 
 def tiny_encoder(seed: int = 0) -> VideoEncoder:
     torch.manual_seed(seed)
-    cfg = EncoderConfig(embed_dim=32, depth=2, num_heads=4, num_frames=4, img_size=32)
+    cfg = EncoderConfig(embed_dim=32, depth=2, num_heads=4, num_frames=4, resolution=32)
     return VideoEncoder(cfg).eval().requires_grad_(False)
 
 

@@ -26,7 +26,7 @@ from vjepa.pretrain.loop import pretrain
 from vjepa.pretrain.state import load_training_state
 
 TESTS = Path(__file__).parent
-CFG = EncoderConfig(embed_dim=32, depth=1, num_heads=4, num_frames=8, img_size=32)
+CFG = EncoderConfig(embed_dim=32, depth=1, num_heads=4, num_frames=8, resolution=32)
 KEY = "blocks.0.attn.qkv.weight"
 
 
@@ -118,7 +118,7 @@ def test_a_run_folder_loads_wherever_a_checkpoint_does(run_folder, tmp_path, cap
 
     cfg = EvalConfig()
     cfg.encoder.checkpoint = str(run_folder)
-    cfg.data.frames_per_clip, cfg.data.resolution = 8, 48
+    cfg.data.num_frames, cfg.data.resolution = 8, 48
     encoder, _ = frozen_encoder(cfg, torch.device("cpu"))
     assert encoder.config.embed_dim == 192
 
@@ -155,8 +155,8 @@ def test_wrong_things_given_as_checkpoints_are_named_for_what_they_are(run_folde
                           "--encoder", "target_encoder", "--out", str(tmp_path / "o"))  # fmt: skip
     assert code == 2 and "empty.csv: the index lists no files" in err
     code, _, err = _vjepa(capsys, "extract", str(tmp_path / "v.mp4"), "--checkpoint", str(ours), "--encoder",
-                          "target_encoder", "--out", str(tmp_path / "o"), "--frames", "7", "--resolution", "100")  # fmt: skip
-    assert code == 2 and "--frames 7 is not a multiple of the tubelet size 2" in err
+                          "target_encoder", "--out", str(tmp_path / "o"), "--num-frames", "7", "--resolution", "100")  # fmt: skip
+    assert code == 2 and "--num-frames 7 is not a multiple of the tubelet size 2" in err
 
 
 @pytest.mark.parametrize("what", ["empty", "folder", "noise"])

@@ -39,7 +39,7 @@ def _vjepa(capsys, *argv: str) -> tuple[int, str]:
         ("optimization.eps=0", "optimization.eps must be > 0"),
         ("optimization.epochs=100000000000000000000", "optimization.epochs must fit in 64 bits"),
         ("data.num_frames=7", "data.num_frames (7) must be a multiple of model.tubelet_size (2)"),
-        ("data.crop_size=100", "data.crop_size (100) must be a multiple of the patch size (16"),
+        ("data.resolution=100", "data.resolution (100) must be a multiple of the patch size (16"),
         ("model.pred_embed_dim=100", "model.pred_embed_dim (100) must be a multiple of the predictor's head"),
         ("data.random_resize_scale=[0.0, 1.0]", "data.random_resize_scale[0] must be > 0"),
         ("data.random_resize_scale=[0.9, 0.3]", "data.random_resize_scale must be [low, high]"),
@@ -170,9 +170,9 @@ def test_failed_start_leaves_nothing_that_blocks_the_corrected_run(tmp_path, cap
     run = tmp_path / "run"
     small = [
         "--set", "data.batch_size=2", "--set", "optimization.epochs=1", "--set", "optimization.ipe=1",
-        "--set", "data.num_frames=8", "--set", "data.crop_size=48", "--set", "model.pred_depth=1",
+        "--set", "data.num_frames=8", "--set", "data.resolution=48", "--set", "model.pred_depth=1",
         "--set", "logging.tensorboard=false", "--set", "runtime.threads=1", "--set", "runtime.device=cpu",
-        "--set", "data.synthetic_videos=4", "--set", "data.synthetic_size=48", "--run-dir", str(run),
+        "--set", "data.synthetic_videos=4", "--set", "data.synthetic_resolution=48", "--run-dir", str(run),
     ]  # fmt: skip
     missing = tmp_path / "missing.csv"
     code, err = _vjepa(capsys, "pretrain", "tiny_cpu", "--set", "data.source=csv",

@@ -114,7 +114,7 @@ def test_unusual_valid_videos_are_read_on_the_time_grid(unusual, kind: str) -> N
         n = reader.verified_num_frames()
         fps = reader.fps
     assert 0.9 * len(everything) <= n <= len(everything) + 1
-    spec = ExtractSpec(frames=16, frame_step=1)
+    spec = ExtractSpec(num_frames=16, frame_step=1)
     starts = list(range(0, n - spec.span + 1, 16)) + [n - spec.span]
     for start in starts:  # every window, each from a fresh reader (the seek path), as extract reads them
         indices = np.arange(start, start + spec.span)
@@ -166,7 +166,7 @@ def test_pretraining_run_goes_on_past_bad_videos(corpus, tmp_path) -> None:
         tmp_path / "videos",
         num_train=12,
         num_val=1,
-        spec=SyntheticSpec(num_frames=8, size=48, object_size=16),
+        spec=SyntheticSpec(num_frames=8, resolution=48, object_size=16),
     )
     good = [r.path for r in read_csv_index(files.csvs["train"])]
     bad = [corpus[k][0] for k in ("no_decoder", "nul_byte", "huge_frames", "folder", "long_name")]
@@ -194,7 +194,7 @@ def test_frames_are_shrunk_at_decode_by_default(tmp_path) -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert sample.clip.shape == (3, 16, 224, 224) and peak < full_bytes / 4
-    spec = ExtractSpec(frames=16, frame_step=1, resolution=224)
+    spec = ExtractSpec(num_frames=16, frame_step=1, resolution=224)
     tracemalloc.start()
     clip = load_clip_frames(str(video), np.arange(16), spec)
     peak = tracemalloc.get_traced_memory()[1]
@@ -215,7 +215,7 @@ def test_huge_frames_are_refused_before_decoding(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    cfg = EncoderConfig(embed_dim=32, depth=1, num_heads=4, num_frames=8, img_size=32)
+    cfg = EncoderConfig(embed_dim=32, depth=1, num_heads=4, num_frames=8, resolution=32)
     root = tmp_path_factory.mktemp("ckpt")
     return save_pretrained(root / "ckpt", {"target_encoder": VideoEncoder(cfg)}, cfg)
 

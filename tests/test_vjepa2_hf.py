@@ -117,7 +117,7 @@ def test_hf_to_ours_to_hf_is_bit_identical(source, tmp_path):
 def test_ours_to_hf_to_ours_is_bit_identical(tmp_path):
     torch.manual_seed(0)
     cfg = EncoderConfig(
-        embed_dim=64, depth=2, num_heads=4, num_frames=8, img_size=32, patch_size=8, positions="rope"
+        embed_dim=64, depth=2, num_heads=4, num_frames=8, resolution=32, patch_size=8, positions="rope"
     )
     encoder = VideoEncoder(cfg)
     predictor = build_predictor(encoder, predictor_embed_dim=32, depth=2, num_heads=2, num_mask_tokens=3)
@@ -174,7 +174,7 @@ def test_official_vjepa2_file_loads_strictly(ref, tmp_path):
     path = DATA / "official_pretrain.pt"
     with pytest.raises(CheckpointError, match="--positions rope"):  # its unused pos_embed is no sin-cos table
         load_official(path)
-    loaded = load_official(path, positions="rope", num_heads=2, pred_num_heads=2, img_size=32)
+    loaded = load_official(path, positions="rope", num_heads=2, pred_num_heads=2, resolution=32)
     assert set(loaded.models) == {"encoder", "target_encoder", "predictor"}
     assert loaded.meta["ignored_keys"] == [
         "encoder.pos_embed",
@@ -197,7 +197,7 @@ def test_official_vjepa2_file_loads_strictly(ref, tmp_path):
 def test_vjepa2_file_without_pos_embed_is_detected_and_ten_mask_tokens_must_be_told(tmp_path):
     torch.manual_seed(0)
     cfg = EncoderConfig(
-        embed_dim=48, depth=2, num_heads=2, num_frames=4, img_size=32, patch_size=8, positions="rope"
+        embed_dim=48, depth=2, num_heads=2, num_frames=4, resolution=32, patch_size=8, positions="rope"
     )
     encoder = VideoEncoder(cfg)
     predictor = build_predictor(encoder, predictor_embed_dim=32, depth=1, num_heads=2)  # 10 mask tokens
@@ -245,7 +245,7 @@ def test_export_refuses_what_transformers_would_compute_differently(tmp_path):
         )
         == 2
     )
-    sincos = EncoderConfig(embed_dim=32, depth=1, num_heads=2, num_frames=4, img_size=32)
+    sincos = EncoderConfig(embed_dim=32, depth=1, num_heads=2, num_frames=4, resolution=32)
     encoder = VideoEncoder(sincos)
     predictor = build_predictor(encoder, predictor_embed_dim=16, depth=1, num_heads=2)
     v1 = save_pretrained(

@@ -100,7 +100,7 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def tiny_rope_config(**changes) -> EncoderConfig:
     base = EncoderConfig(
-        embed_dim=48, depth=2, num_heads=2, num_frames=4, img_size=32, patch_size=8, positions="rope"
+        embed_dim=48, depth=2, num_heads=2, num_frames=4, resolution=32, patch_size=8, positions="rope"
     )
     return dataclasses.replace(base, **changes)
 
@@ -111,7 +111,7 @@ def test_vjepa2_models_by_name(name):
         encoder = build_encoder(name)
         predictor = build_predictor(encoder)
     c, preset = encoder.config, VJEPA2_MODELS[name]
-    assert c.positions == "rope" and c.img_size == preset.img_size and encoder.pos_embed is None
+    assert c.positions == "rope" and c.resolution == preset.resolution and encoder.pos_embed is None
     assert "pos_embed" not in encoder.state_dict() and "predictor_pos_embed" not in predictor.state_dict()
     assert c.num_heads == (
         22 if "giant" in name else 16
@@ -124,7 +124,7 @@ def test_vjepa2_models_by_name(name):
 
 def test_vjepa2_giant_mlp_and_384():
     assert encoder_config("vjepa2_vit_giant").mlp_ratio == 48 / 11
-    assert encoder_config("vjepa2-vitg-384").img_size == 384
+    assert encoder_config("vjepa2-vitg-384").resolution == 384
     assert encoder_config("vit_large", positions="rope").num_heads == 16
     with pytest.raises(InvalidArgument, match="unknown V-JEPA 2 model"):
         encoder_config("vjepa2_vit_small")
@@ -212,7 +212,7 @@ def test_rope_predictor_uses_its_mask_token_and_target_positions():
 
 def test_vjepa1_defaults_are_unchanged():
     c = encoder_config("vit_large")
-    assert (c.positions, c.img_size, c.num_heads) == ("sincos", 224, 16)
+    assert (c.positions, c.resolution, c.num_heads) == ("sincos", 224, 16)
     assert encoder_config("vit_giant").num_heads == 16
     predictor = build_predictor(c)
     assert (predictor.config.num_heads, predictor.config.num_mask_tokens) == (16, 2)

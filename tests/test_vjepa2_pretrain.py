@@ -82,7 +82,7 @@ def test_vjepa2_recipes_build_the_released_architectures():
         ("vjepa2_vitg16_cooldown_384", 22, 384, 64),
     ):
         cfg = load_pretrain_config(name)
-        assert cfg.data.crop_size == size and cfg.data.num_frames == frames
+        assert cfg.data.resolution == size and cfg.data.num_frames == frames
         with torch.device("meta"):
             objective = build_objective(cfg)
         enc, pred = objective.encoder.config, objective.predictor.config
@@ -119,7 +119,7 @@ def test_tiny_vjepa2_recipe_then_its_higher_resolution_cooldown(tmp_path):
 
     latest = main_run / "checkpoints" / "latest.pt"
     cool = recipe("vjepa2_tiny_cpu_cooldown", [*SHORT, f"model.init_from={latest}"])
-    assert (cool.data.crop_size, cool.data.num_frames) == (96, 16)  # main stage: 64 px, 8 frames
+    assert (cool.data.resolution, cool.data.num_frames) == (96, 16)  # main stage: 64 px, 8 frames
     objective = build_objective(cool)
     report = warm_start(model_parts(objective), latest)
     assert len(report) == 3
@@ -165,13 +165,13 @@ def test_eval_trains_the_four_block_probe_on_a_vjepa2_encoder(tmp_path):
     from vjepa.probe.loop import run_eval
 
     data = tmp_path / "data"
-    spec = SyntheticSpec(num_frames=8, size=32, object_size=12, speeds=(2, 3))
+    spec = SyntheticSpec(num_frames=8, resolution=32, object_size=12, speeds=(2, 3))
     write_synthetic_dataset(data, seed=0, num_train=12, num_val=6, spec=spec, overwrite=True)
     overrides = [
         f"encoder.checkpoint={HF_MODEL}",
         f"data.train={data / 'train_motion.csv'}",
         f"data.val={data / 'val_motion.csv'}",
-        "data.frames_per_clip=8",
+        "data.num_frames=8",
         "data.resolution=32",
         "probe.num_blocks=4",
         "probe.num_heads=2",

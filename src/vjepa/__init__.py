@@ -3,7 +3,7 @@
 The public API::
 
     import vjepa
-    encoder = vjepa.build_encoder("large", num_frames=16, img_size=224)
+    encoder = vjepa.build_encoder("large", num_frames=16, resolution=224)
     pretrained = vjepa.load_pretrained("vitl16.pth.tar")      # official file or our folder
     encoder = pretrained.encoder("target_encoder")
     tokens = encoder(clip)                                     # [B, 3, T, H, W] -> [B, N, D]

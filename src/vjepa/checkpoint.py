@@ -155,7 +155,7 @@ def infer_encoder_config(
     num_heads: int | None = None,
     source: str = "checkpoint",
     positions: PositionScheme = "sincos",
-    img_size: int | None = None,
+    resolution: int | None = None,
 ) -> EncoderConfig:
     """Read the encoder architecture off its (already key-mapped) weights.
 
@@ -163,7 +163,7 @@ def infer_encoder_config(
     indices, MLP ratio from ``fc1``, and frames, resolution and table layout from the position table. The
     head count is not in the weights: it comes from ``num_heads`` or from the named size with this width and
     depth (V-JEPA 2's giant: 22). RoPE encoders (``positions="rope"``) have no table: their clip size is
-    ``img_size`` (default 256) x 16 frames, which only matters for ``rope_grid="config"`` and exports.
+    ``resolution`` (default 256) x 16 frames, which only matters for ``rope_grid="config"`` and exports.
     """
     weight = _need(state, "patch_embed.proj.weight", source)
     if weight.ndim != 5:
@@ -177,7 +177,7 @@ def infer_encoder_config(
     depth = _count_blocks(state, "blocks.", source)
     hidden = _need(state, "blocks.0.mlp.fc1.weight", source).shape[0]
     if positions == "rope":
-        frames, size, uniform_power = 16, img_size or VJEPA2_DEFAULT_SIZE, True
+        frames, size, uniform_power = 16, resolution or VJEPA2_DEFAULT_SIZE, True
     else:
         grid, uniform_power = _grid_of(_need(state, "pos_embed", source), source, "pos_embed")
         frames, size = grid.depth * tubelet, grid.height * patch
@@ -196,7 +196,7 @@ def infer_encoder_config(
         patch_size=patch,
         tubelet_size=tubelet,
         num_frames=frames,
-        img_size=size,
+        resolution=size,
         in_chans=in_chans,
         uniform_power=uniform_power,
         positions=positions,
@@ -225,7 +225,7 @@ def infer_predictor_config(
         raise CheckpointError(f"{source}: the predictor has no mask_tokens.* entries")
     rope = encoder.positions == "rope"
     if rope:  # no table: the encoder's clip size
-        frames, size, uniform_power = encoder.num_frames, encoder.img_size, encoder.uniform_power
+        frames, size, uniform_power = encoder.num_frames, encoder.resolution, encoder.uniform_power
     else:
         key = "predictor_pos_embed"
         grid, uniform_power = _grid_of(_need(state, key, source), source, key)
@@ -240,7 +240,7 @@ def infer_predictor_config(
         patch_size=encoder.patch_size,
         tubelet_size=encoder.tubelet_size,
         num_frames=frames,
-        img_size=size,
+        resolution=size,
         uniform_power=uniform_power,
         qkv_bias=encoder.qkv_bias,
         norm_eps=encoder.norm_eps,
@@ -397,25 +397,29 @@ def run_folder_export(path: str | Path) -> Path | None:
 
 
 def check_clip_fits(
-    config: EncoderConfig, frames: int, size: int, names: tuple[str, str], source: str = "the encoder"
+    config: EncoderConfig,
+    num_frames: int,
+    resolution: int,
+    names: tuple[str, str],
+    source: str = "the encoder",
 ) -> None:
     """Refuse a clip that does not split into whole tubelets and patches of the encoder (the strided patch
     embedding would silently drop the remainder).
 
     Args:
         config: the encoder's architecture.
-        frames: clip frames.
-        size: clip side in pixels.
-        names: how the user set ``frames`` and ``size`` (config keys or CLI options), for the message.
+        num_frames: clip frames.
+        resolution: clip side in pixels.
+        names: how the user set ``num_frames`` and ``resolution`` (config keys or CLI options), for the message.
         source: the checkpoint, for the message.
     """
-    if frames % config.tubelet_size:
+    if num_frames % config.tubelet_size:
         raise VjepaError(
-            f"{names[0]} {frames} is not a multiple of the tubelet size {config.tubelet_size} of {shown(source)}"
+            f"{names[0]} {num_frames} is not a multiple of the tubelet size {config.tubelet_size} of {shown(source)}"
         )
-    if size % config.patch_size:
+    if resolution % config.patch_size:
         raise VjepaError(
-            f"{names[1]} {size} is not a multiple of the patch size {config.patch_size} of {shown(source)}"
+            f"{names[1]} {resolution} is not a multiple of the patch size {config.patch_size} of {shown(source)}"
         )
 
 
@@ -446,7 +450,7 @@ def load_official(
     num_heads: int | None = None,
     positions: PositionChoice = "auto",
     pred_num_heads: int | None = None,
-    img_size: int | None = None,
+    resolution: int | None = None,
 ) -> Pretrained:
     """Load an official V-JEPA or V-JEPA 2 pretraining checkpoint (or a bare encoder state dict) into our
     modules, strictly.
@@ -456,7 +460,7 @@ def load_official(
         num_heads: encoder heads for sizes that are not named ones.
         positions: see :func:`load_pretrained`.
         pred_num_heads: predictor heads (default: the encoder's for V-JEPA, 12 for V-JEPA 2).
-        img_size: clip side recorded for V-JEPA 2 files (default 256; 384 for vitg-384).
+        resolution: clip side recorded for V-JEPA 2 files (default 256; 384 for vitg-384).
     """
     raw = safe_torch_load(path, folder_hint=_folder_hint)
     if not isinstance(raw, Mapping):
@@ -479,7 +483,11 @@ def load_official(
     scheme = resolve_positions(mapped, first, positions, str(path))
     ignored = _drop_unused_tables(mapped) if scheme == "rope" else []
     enc_cfg = infer_encoder_config(
-        mapped[first], num_heads=num_heads, source=f"{path}[{first!r}]", positions=scheme, img_size=img_size
+        mapped[first],
+        num_heads=num_heads,
+        source=f"{path}[{first!r}]",
+        positions=scheme,
+        resolution=resolution,
     )
     pred_cfg = None
     if "predictor" in mapped:
@@ -623,11 +631,11 @@ def convert_official(
     num_heads: int | None = None,
     positions: PositionChoice = "auto",
     pred_num_heads: int | None = None,
-    img_size: int | None = None,
+    resolution: int | None = None,
 ) -> Path:
     """``vjepa convert``: an official checkpoint -> our format (every model it holds, exact weights)."""
     loaded = load_official(
-        src, num_heads=num_heads, positions=positions, pred_num_heads=pred_num_heads, img_size=img_size
+        src, num_heads=num_heads, positions=positions, pred_num_heads=pred_num_heads, resolution=resolution
     )
     meta = {k: v for k, v in loaded.meta.items() if k != "format"}
     meta["converted_from"] = meta.pop("source")

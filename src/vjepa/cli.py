@@ -37,8 +37,10 @@ def _add_precision_and_threads(p: argparse.ArgumentParser) -> None:
 
 def _add_models(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("models", help="list the named model sizes with parameter counts")
-    p.add_argument("--frames", type=int, default=16, help="clip frames for the token count (default 16)")
-    p.add_argument("--size", type=int, default=224, help="clip side in pixels (default 224)")
+    p.add_argument(
+        "--num-frames", "--frames", type=int, default=16, help="clip frames for the token count (default 16)"
+    )
+    p.add_argument("--resolution", "--size", type=int, default=224, help="clip side in pixels (default 224)")
     p.set_defaults(func=_models)
 
 
@@ -46,7 +48,7 @@ def _models(args: argparse.Namespace) -> int:
     # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.summary import print_model_table
 
-    print_model_table(num_frames=args.frames, img_size=args.size)
+    print_model_table(num_frames=args.num_frames, resolution=args.resolution)
     return 0
 
 
@@ -74,14 +76,18 @@ def _add_convert(commands: argparse._SubParsersAction) -> None:
         "--pred-num-heads", type=int, default=None, help="predictor heads (default 12 for V-JEPA 2)"
     )
     p.add_argument(
-        "--img-size", type=int, default=None, help="V-JEPA 2 files: native clip side to record (default 256)"
+        "--resolution",
+        "--img-size",
+        type=int,
+        default=None,
+        help="V-JEPA 2 files: native clip side to record (default 256)",
     )
     p.add_argument(
         "--rope-grid",
         choices=["clip", "config"],
         default="clip",
-        help="Hugging Face folders: read RoPE positions on the clip's grid (official) or on crop_size's "
-        "(transformers)",
+        help="Hugging Face folders: read RoPE positions on the clip's grid (official) or on the config's "
+        "resolution (transformers)",
     )
     p.set_defaults(func=_convert)
 
@@ -101,7 +107,7 @@ def _convert(args: argparse.Namespace) -> int:
         num_heads=args.num_heads,
         positions=args.positions,
         pred_num_heads=args.pred_num_heads,
-        img_size=args.img_size,
+        resolution=args.resolution,
     )
     print(f"wrote {out}")
     return 0
@@ -148,8 +154,8 @@ def _add_encode(commands: argparse._SubParsersAction) -> None:
     src.add_argument("--checkpoint", default=None, help="official file or our checkpoint folder to load")
     p.add_argument("--which", choices=["target_encoder", "encoder"], default="target_encoder")
     p.add_argument("--num-heads", type=int, default=None)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--num-frames", "--frames", type=int, default=16)
+    p.add_argument("--resolution", "--size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     _add_precision_and_threads(p)
@@ -165,8 +171,8 @@ def _encode(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         which=args.which,
         num_heads=args.num_heads,
-        frames=args.frames,
-        size=args.size,
+        num_frames=args.num_frames,
+        resolution=args.resolution,
         batch_size=args.batch_size,
         seed=args.seed,
         precision=args.precision,
@@ -186,8 +192,8 @@ def _add_make_data(commands: argparse._SubParsersAction) -> None:
     synthetic.add_argument("--seed", type=int, default=0, help="dataset seed (same seed, same bytes)")
     synthetic.add_argument("--num-train", type=int, default=320, help="training videos")
     synthetic.add_argument("--num-val", type=int, default=96, help="validation videos")
-    synthetic.add_argument("--size", type=int, default=64, help="frame side in pixels")
-    synthetic.add_argument("--frames", type=int, default=16, help="frames per video")
+    synthetic.add_argument("--resolution", "--size", type=int, default=64, help="frame side in pixels")
+    synthetic.add_argument("--num-frames", "--frames", type=int, default=16, help="frames per video")
     synthetic.add_argument("--object-size", type=int, default=26, help="object side in pixels")
     synthetic.add_argument(
         "--hold",
@@ -214,8 +220,8 @@ def _make_synthetic(args: argparse.Namespace) -> int:
     from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
 
     spec = SyntheticSpec(
-        num_frames=args.frames,
-        size=args.size,
+        num_frames=args.num_frames,
+        resolution=args.resolution,
         object_size=args.object_size,
         hold=args.hold,
         num_objects=args.objects,
@@ -323,7 +329,9 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--kind", choices=["video", "image"], default="video", help="what the inputs are")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (images: repeats); default 16")
+    p.add_argument(
+        "--num-frames", "--frames", type=int, default=16, help="frames per clip (images: repeats); default 16"
+    )
     p.add_argument("--frame-step", type=int, default=4, help="source frames between clip frames; default 4")
     p.add_argument(
         "--stride", type=int, default=None, help="frames between window starts (default: no overlap)"
@@ -346,7 +354,7 @@ def _extract(args: argparse.Namespace) -> int:
 
     spec = ExtractSpec(
         kind=args.kind,
-        frames=args.frames,
+        num_frames=args.num_frames,
         frame_step=args.frame_step,
         stride=args.stride,
         resolution=args.resolution,

@@ -9,12 +9,16 @@ expand the document beyond `MAX_YAML_NODES` values (a "billion laughs" file is r
 nest it deeper than `MAX_YAML_DEPTH`; files must be UTF-8 text. Numbers must be finite (no ``.nan`` or
 ``.inf``), integers must fit in 64 bits; each dataclass's ``__post_init__`` checks signs, ranges and
 divisibility with the helpers below (`check_range`, `InvalidValue`), and its errors name the dotted key.
+
+Renamed keys keep loading: :data:`RENAMED_KEYS` maps each old name to its new one, in YAML files, ``--set``
+overrides and the model configs saved in our checkpoints, with a one-line warning naming both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import types
 import typing
@@ -34,6 +38,18 @@ MAX_YAML_NODES = 100_000
 MAX_YAML_DEPTH = 64
 MAX_CONFIG_BYTES = 16 * 2**20
 INT64_MAX = 2**63 - 1
+
+# The one deprecation map: config keys of earlier versions -> their names now (the frame count of a clip is
+# ``num_frames``, its side ``resolution``), at whatever level they appear.
+RENAMED_KEYS: dict[str, str] = {
+    "frames_per_clip": "num_frames",
+    "crop_size": "resolution",
+    "img_size": "resolution",
+    "synthetic_frames": "synthetic_num_frames",
+    "synthetic_size": "synthetic_resolution",
+}
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(VjepaError):
@@ -104,6 +120,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config", 
         raise ConfigError(f"{source}: {prefix or 'the config'} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    data = renamed_keys(data, fields, source, prefix)
     unknown = [k for k in data if k not in fields]
     if unknown:
         where = f"under '{prefix}'" if prefix else "at the top level"
@@ -133,6 +150,45 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config", 
         raise ConfigError(f"{source}: {prefix or 'config'}: {err}") from None
 
 
+def renamed_keys(
+    data: Mapping[str, Any], valid: typing.Container[str], source: str = "config", prefix: str = ""
+) -> dict[str, Any]:
+    """``data`` with every old key of :data:`RENAMED_KEYS` whose new name is in ``valid`` renamed, each with
+    a one-line warning; an old key given together with its new one is an error.
+
+    Args:
+        data: one level of a config (a YAML mapping, or a model config read from a checkpoint).
+        valid: the keys of that level.
+        source: named in the messages (the file).
+        prefix: the dotted path of ``data`` (for messages).
+    """
+    result = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        if old not in result or old in valid or new not in valid:
+            continue
+        if new in result:
+            raise ConfigError(
+                f"{source}: {_join(prefix, old)!r} is the old name of {_join(prefix, new)!r}; give only one"
+            )
+        _warn_renamed(source, _join(prefix, old), _join(prefix, new))
+        result = {new if k == old else k: v for k, v in result.items()}
+    return result
+
+
+def _renamed_tree(data: Any, source: str, prefix: str = "") -> Any:
+    """``data`` with the old keys of :data:`RENAMED_KEYS` renamed at every level (before ``--set``
+    overrides apply, so an override by the new name wins over the file's old one)."""
+    if not isinstance(data, Mapping):
+        return data
+    valid = {RENAMED_KEYS.get(k, k) for k in data}
+    renamed = renamed_keys(data, valid, source, prefix)
+    return {k: _renamed_tree(v, source, _join(prefix, k)) for k, v in renamed.items()}
+
+
+def _warn_renamed(source: str, old: str, new: str) -> None:
+    logger.warning("%s: config key %r is deprecated, use %r", shown(source), old, new)
+
+
 def to_dict(obj: Any) -> Any:
     """The plain (YAML-ready) form of a config dataclass: tuples become lists."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -155,7 +211,9 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], *, source
             raise ConfigError(f"{source}: override {shown(item)!r} is not of the form key.path=value")
         value = parse_yaml(raw, f"{source} {shown(key.strip())}")
         node = result
-        parts = key.strip().split(".")
+        parts = [RENAMED_KEYS.get(p, p) for p in key.strip().split(".")]
+        if parts != key.strip().split("."):
+            _warn_renamed(source, key.strip(), ".".join(parts))
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
@@ -216,9 +274,10 @@ def parse_yaml(text: str, source: str) -> Any:
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Read ``path`` (or start from the defaults), apply ``overrides``, build ``cls`` strictly."""
-    data = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "config"
+    data = _renamed_tree(read_yaml(path), source) if path is not None else {}
     data = apply_overrides(data, overrides)
-    return from_dict(cls, data, source=str(path) if path is not None else "config")
+    return from_dict(cls, data, source=source)
 
 
 def save_config(config: Any, path: str | Path) -> None:
@@ -320,23 +379,14 @@ def _deep_copy(data: Any) -> Any:
 
 
 def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
+    """``value`` checked against (and converted to) the annotation ``tp``; errors name ``key``."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _convert(option, value, source, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        if len(errors) == 1:
-            raise ConfigError(errors[0])
-        raise ConfigError(f"{source}: {key}: {_shown_value(value)} fits none of {_type_name(tp)}")
+        return _convert_union(tp, value, source, key)
     if origin is Literal:
+        args = typing.get_args(tp)
         if isinstance(value, (dict, list)) or value not in args:
             raise ConfigError(
                 f"{source}: {key} must be one of {', '.join(map(repr, args))}, got {_shown_value(value)}"
@@ -345,25 +395,50 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value if value is not None else {}, source=source, prefix=key)
     if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key} must be a list, got {_shown_value(value)}")
-        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(value) != len(args):
-                raise ConfigError(
-                    f"{source}: {key} must have {len(args)} items, got {_shown_value(list(value))}"
-                )
-            return tuple(
-                _convert(a, v, source, f"{key}[{i}]")
-                for i, (a, v) in enumerate(zip(args, value, strict=True))
-            )
-        item = args[0] if args else Any
-        items = [_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return _convert_sequence(tp, value, source, key)
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{source}: {key} must be a mapping, got {_shown_value(value)}")
+        args = typing.get_args(tp)
         vt = args[1] if args else Any
         return {str(k): _convert(vt, v, source, f"{key}.{k}") for k, v in value.items()}
+    return _convert_scalar(tp, value, source, key)
+
+
+def _convert_union(tp: Any, value: Any, source: str, key: str) -> Any:
+    """The first option of ``X | Y | None`` that ``value`` fits."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for option in (a for a in args if a is not type(None)):
+        try:
+            return _convert(option, value, source, key)
+        except ConfigError as err:
+            errors.append(str(err))
+    if len(errors) == 1:
+        raise ConfigError(errors[0])
+    raise ConfigError(f"{source}: {key}: {_shown_value(value)} fits none of {_type_name(tp)}")
+
+
+def _convert_sequence(tp: Any, value: Any, source: str, key: str) -> Any:
+    """A ``list[X]``, ``tuple[X, ...]`` or fixed-length ``tuple[X, Y]``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{source}: {key} must be a list, got {_shown_value(value)}")
+    if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: {key} must have {len(args)} items, got {_shown_value(list(value))}")
+        return tuple(
+            _convert(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
+    item = args[0] if args else Any
+    items = [_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
+
+
+def _convert_scalar(tp: Any, value: Any, source: str, key: str) -> Any:
+    """A bool, int (64-bit), float (finite), str or Path."""
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {key} must be true or false, got {_shown_value(value)}")

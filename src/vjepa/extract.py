@@ -39,6 +39,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from vjepa.checkpoint import EncoderKey, check_clip_fits, load_pretrained
+from vjepa.data.sampling import ClipConfig, MediaKind
 from vjepa.errors import VjepaError, shown
 from vjepa.io import FEATURES_FORMAT, atomic_write, write_json, write_safetensors
 from vjepa.models.encoder import VideoEncoder
@@ -55,21 +56,20 @@ from vjepa.runtime import (
     teardown,
 )
 
-InputKind = Literal["video", "image"]
 CropMode = Literal["center", "full"]
 OutputFormat = Literal["safetensors", "npy"]
 
 
-@dataclass(frozen=True)
-class ExtractSpec:
-    """How inputs become clips and what is written.
+@dataclass
+class ExtractSpec(ClipConfig):
+    """How inputs become clips and what is written (the clip's fields: :class:`ClipConfig`).
 
     Args:
-        kind: ``video`` or ``image``.
-        frames: frames per clip T (images are repeated T times).
+        num_frames: frames per clip T (images are repeated T times).
         frame_step: source frames between clip frames.
-        stride: source frames between window starts (None: ``frames * frame_step``, no overlap).
         resolution: clip side S.
+        kind: ``video`` or ``image``.
+        stride: source frames between window starts (None: ``num_frames * frame_step``, no overlap).
         crop: ``center`` or ``full`` (see the module docstring).
         pooled: write the mean over tokens instead of every token.
         format: ``safetensors`` or ``npy``.
@@ -78,11 +78,8 @@ class ExtractSpec:
         num_workers: decoding worker processes.
     """
 
-    kind: InputKind = "video"
-    frames: int = 16
-    frame_step: int = 4
+    kind: MediaKind = "video"
     stride: int | None = None
-    resolution: int = 224
     crop: CropMode = "center"
     pooled: bool = False
     format: OutputFormat = "safetensors"
@@ -91,7 +88,7 @@ class ExtractSpec:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("frames", "frame_step", "resolution", "batch_size"):
+        for name in ("num_frames", "frame_step", "resolution", "batch_size"):
             if getattr(self, name) < 1:
                 raise VjepaError(
                     f"{name} (--{name.replace('_', '-')}) must be >= 1, got {getattr(self, name)}"
@@ -100,6 +97,7 @@ class ExtractSpec:
             raise VjepaError(f"stride (--stride) must be >= 1, got {self.stride}")
         if self.num_workers < 0:
             raise VjepaError(f"num_workers (--num-workers) must be >= 0, got {self.num_workers}")
+        super().__post_init__()
 
     @property
     def decode_short_side(self) -> int:
@@ -110,24 +108,24 @@ class ExtractSpec:
     @property
     def span(self) -> int:
         """Source frames one window covers."""
-        return (self.frames - 1) * self.frame_step + 1
+        return (self.num_frames - 1) * self.frame_step + 1
 
 
 def window_indices(num_frames: int, spec: ExtractSpec) -> np.ndarray:
     """Frame indices ``[W, T]`` of every window of a video of ``num_frames`` frames."""
     if num_frames < 1:
         raise ValueError("a video needs at least one frame")
-    offsets = np.arange(spec.frames) * spec.frame_step  # [T]
+    offsets = np.arange(spec.num_frames) * spec.frame_step  # [T]
     if num_frames <= spec.span:
         return np.minimum(offsets, num_frames - 1)[None]  # one window, padded with the last frame
-    stride = spec.stride or spec.frames * spec.frame_step
+    stride = spec.stride or spec.num_frames * spec.frame_step
     starts = list(range(0, num_frames - spec.span + 1, stride))
     if starts[-1] + spec.span < num_frames:
         starts.append(num_frames - spec.span)  # cover the tail
     return np.asarray(starts)[:, None] + offsets[None]
 
 
-def list_inputs(inputs: Sequence[str | os.PathLike], kind: InputKind) -> list[str]:
+def list_inputs(inputs: Sequence[str | os.PathLike], kind: MediaKind) -> list[str]:
     """Files to extract from: CSV indexes (``<path> <label>``), folders (searched recursively for the
     kind's extensions), path lists (``.txt``) and single files, in the order given.
 
@@ -187,7 +185,7 @@ def load_clip_frames(path: str, indices: np.ndarray | None, spec: ExtractSpec) -
         h, w = frames.shape[1:3]
         clip = normalize(crop_resize(frames, CropBox(0, 0, h, w), s))  # [3, t, S, S]
     if indices is None:
-        clip = clip.expand(-1, spec.frames, -1, -1)
+        clip = clip.expand(-1, spec.num_frames, -1, -1)
     return clip
 
 
@@ -369,10 +367,8 @@ def _write_manifest(
         failed = {k: v for _, fs in gathered for k, v in fs.items()}
     path = out_dir / "manifest.json"
     if runtime.is_main:
-        grid = encoder.grid_for(
-            torch.empty(1, 3, spec.frames, spec.resolution, spec.resolution, device="meta")
-        )
         c = encoder.config
+        grid = c.token_grid(spec.num_frames, spec.resolution)
         shape = "[D]" if spec.pooled else "[N, D]"
         manifest = {
             "encoder": {
@@ -435,7 +431,9 @@ def _run_extract(
     pretrained = load_pretrained(checkpoint, num_heads=num_heads)
     encoder = pretrained.encoder(which)
     source = str(pretrained.meta.get("source", checkpoint))
-    check_clip_fits(encoder.config, spec.frames, spec.resolution, ("--frames", "--resolution"), source)
+    check_clip_fits(
+        encoder.config, spec.num_frames, spec.resolution, ("--num-frames", "--resolution"), source
+    )
     encoder.eval().requires_grad_(False).to(runtime.device)
     info = {"checkpoint": source, "which": which, "fingerprint": encoder_fingerprint(encoder)}
     log(runtime, f"extracting {len(files)} {spec.kind} file(s) with the {which} of {source} -> {out_dir}")

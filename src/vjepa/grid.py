@@ -13,7 +13,7 @@ class TokenGrid:
     """Number of tokens along each axis of a clip after tubelet embedding.
 
     Args:
-        depth: tokens along time, ``frames // tubelet_size``.
+        depth: tokens along time, ``num_frames // tubelet_size``.
         height: tokens along height, ``pixels // patch_size``.
         width: tokens along width, ``pixels // patch_size``.
     """
@@ -36,11 +36,12 @@ class TokenGrid:
 
     @classmethod
     def from_clip(
-        cls, frames: int, height: int, width: int, *, tubelet_size: int = 2, patch_size: int = 16
+        cls, num_frames: int, height: int, width: int, *, tubelet_size: int, patch_size: int
     ) -> TokenGrid:
-        """The grid of a clip of ``frames`` x ``height`` x ``width`` pixels (remainders are dropped,
-        as the strided patch embedding drops them)."""
-        return cls(frames // tubelet_size, height // patch_size, width // patch_size)
+        """The grid of a clip of ``num_frames`` x ``height`` x ``width`` pixels (remainders are dropped,
+        as the strided patch embedding drops them). Callers ask the model's config instead
+        (:meth:`vjepa.models.registry.EncoderConfig.token_grid`), which knows its tubelet and patch sizes."""
+        return cls(num_frames // tubelet_size, height // patch_size, width // patch_size)
 
     def as_tuple(self) -> tuple[int, int, int]:
         return (self.depth, self.height, self.width)

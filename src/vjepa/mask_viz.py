@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from vjepa.figures import overlay, plot_masks, save_gif, token_states
-from vjepa.grid import TokenGrid
 
 
 def clip_frames(
@@ -21,14 +20,14 @@ def clip_frames(
         from vjepa.data.synthetic import SyntheticSpec, render_video
 
         spec = SyntheticSpec(
-            num_frames=frames, size=size, object_size=max(4, min(size // 2, size * 26 // 64))
+            num_frames=frames, resolution=size, object_size=max(4, min(size // 2, size * 26 // 64))
         )
         return render_video(spec, 0, 0, np.random.default_rng(seed))
     from vjepa.data.decode import VideoReader
     from vjepa.data.sampling import ClipSpec, eval_clip_indices
 
     with VideoReader(str(video), max_short_side=size) as reader:  # VideoDecodeError names a bad file
-        spec = ClipSpec(frames_per_clip=frames, frame_step=frame_step)
+        spec = ClipSpec(num_frames=frames, frame_step=frame_step)
         indices = eval_clip_indices(reader.verified_num_frames(), spec)[0]
         raw = torch.from_numpy(reader.read(indices)).permute(0, 3, 1, 2).float()  # [T, 3, H, W]
     h, w = raw.shape[-2:]
@@ -61,12 +60,10 @@ def draw_config_masks(
     from vjepa.pretrain.data import build_mask_generators
 
     config = load_config(PretrainConfig, resolve_recipe(config_name), overrides)
-    d, m = config.data, config.model
-    patch = m.patch_size or 16
-    grid = TokenGrid.from_clip(
-        d.num_frames, d.crop_size, d.crop_size, tubelet_size=m.tubelet_size, patch_size=patch
-    )
-    frames = clip_frames(video, d.num_frames, d.frame_step, d.crop_size, seed)
+    d = config.data
+    encoder = config.encoder_config()
+    grid, tubelet, patch = encoder.grid, encoder.tubelet_size, encoder.patch_size
+    frames = clip_frames(video, d.num_frames, d.frame_step, d.resolution, seed)
     rng = np.random.default_rng(seed)
     states = {}
     for i, gen in enumerate(build_mask_generators(config.masks, grid)):
@@ -77,9 +74,9 @@ def draw_config_masks(
     out = Path(out)
     source = Path(video).name if video else "a synthetic video"
     title = f"{config_name}: masks of sample 0 of a batch of {d.batch_size} over {source} (red: predicted; grey: dropped)"
-    written = [plot_masks(frames, states, out, tubelet_size=m.tubelet_size, patch_size=patch, title=title)]
+    written = [plot_masks(frames, states, out, tubelet_size=tubelet, patch_size=patch, title=title)]
     if gif:
         for name, st in states.items():
             gif_path = out.with_name(f"{out.stem}_{name.replace(' ', '_')}.gif")
-            written.append(save_gif(overlay(frames, st, m.tubelet_size, patch), gif_path))
+            written.append(save_gif(overlay(frames, st, tubelet, patch), gif_path))
     return written

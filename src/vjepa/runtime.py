@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from vjepa.config import InvalidValue
 from vjepa.errors import InvalidArgument
 from vjepa.process_group import join_process_group
 from vjepa.threads import ThreadSettings, usable_cpus, user_thread_count, wait_policy
@@ -41,6 +42,34 @@ PrecisionChoice = Literal["auto", "fp32", "bf16"]
 Precision = Literal["fp32", "bf16"]
 PRECISION_CHOICES: tuple[PrecisionChoice, ...] = ("auto", "fp32", "bf16")
 DeviceName = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass
+class RuntimeSpec:
+    """Where and how a command runs, in the words every command's config uses (pretraining ``runtime``, the
+    top level of evaluation; extraction and the demo take the same flags). The configs inherit these fields.
+
+    Args:
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        precision: ``auto`` (the default of every command: bf16 autocast where bf16 is native and faster, fp32
+            elsewhere; see :func:`resolve_precision`), ``fp32`` or ``bf16``.
+        threads: CPU intra-op threads per process (None: ``OMP_NUM_THREADS`` if set, else the CPUs this
+            process may use; see :func:`configure_threads`).
+        seed: the run's seed.
+    """
+
+    device: DeviceName = "auto"
+    precision: PrecisionChoice = "auto"
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise InvalidValue("seed", f"must be >= 0, got {self.seed}")
+        if isinstance(self.threads, int) and self.threads < 1:
+            raise InvalidValue("threads", f"must be >= 1 or null, got {self.threads}")
+
+
 # ``auto`` refuses bf16 on a CPU whose matmul probe measures bf16 below this fraction of fp32's speed. On the
 # development machine (AVX512-BF16) the probe measured 1.0-2.4x natively at load averages of 6-12 on 2 cores,
 # and 0.21-0.25x under forced AVX2 kernels (emulated bf16).

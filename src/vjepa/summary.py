@@ -7,7 +7,6 @@ import time
 import torch
 
 from vjepa.checkpoint import load_pretrained
-from vjepa.grid import TokenGrid
 from vjepa.models import MODEL_SIZES, VJEPA2_MODELS, VideoEncoder, build_encoder, encoder_config
 from vjepa.runtime import autocast, configure_threads, log_precision, resolve_precision
 
@@ -25,12 +24,12 @@ def count_encoder_parameters(name: str) -> int:
     return (3 * 2 * p * p * d + d) + size.depth * per_block + 2 * d
 
 
-def print_model_table(num_frames: int = 16, img_size: int = 224) -> None:
+def print_model_table(num_frames: int = 16, resolution: int = 224) -> None:
     print(
         f"{'name':<14}{'width':>7}{'depth':>7}{'heads':>7}{'mlp':>7}{'patch':>7}{'tokens':>8}{'params':>15}"
     )
     for name, size in MODEL_SIZES.items():
-        cfg = encoder_config(name, num_frames=num_frames, img_size=img_size)
+        cfg = encoder_config(name, num_frames=num_frames, resolution=resolution)
         hidden = int(size.embed_dim * size.mlp_ratio)
         print(
             f"{name:<14}{size.embed_dim:>7}{size.depth:>7}{size.num_heads:>7}{hidden:>7}{size.patch_size:>7}"
@@ -41,7 +40,7 @@ def print_model_table(num_frames: int = 16, img_size: int = 224) -> None:
     for name in VJEPA2_MODELS:
         cfg = encoder_config(name, num_frames=num_frames)
         print(
-            f"{name:<22}{cfg.img_size:>6}{cfg.embed_dim:>7}{cfg.depth:>7}{cfg.num_heads:>7}"
+            f"{name:<22}{cfg.resolution:>6}{cfg.embed_dim:>7}{cfg.depth:>7}{cfg.num_heads:>7}"
             f"{cfg.grid.num_tokens:>8}{count_encoder_parameters(name):>15,}"
         )
 
@@ -52,8 +51,8 @@ def encode_demo_clip(
     checkpoint: str | None = None,
     which: str = "target_encoder",
     num_heads: int | None = None,
-    frames: int = 16,
-    size: int = 224,
+    num_frames: int = 16,
+    resolution: int = 224,
     batch_size: int = 2,
     seed: int = 0,
     precision: str = "auto",
@@ -68,19 +67,19 @@ def encode_demo_clip(
         encoder: VideoEncoder = load_pretrained(checkpoint, num_heads=num_heads).encoder(which)  # type: ignore[arg-type]
         what = f"{which} of {checkpoint}"
     else:
-        encoder = build_encoder(model, num_frames=frames, img_size=size)
+        encoder = build_encoder(model, num_frames=num_frames, resolution=resolution)
         what = f"{model} (random init)"
     encoder.eval()
     g = torch.Generator().manual_seed(seed)
-    base = torch.randn(batch_size, 3, 1, size, size, generator=g)
-    clip = torch.cat([torch.roll(base, shifts=2 * t, dims=-1) for t in range(frames)], dim=2)  # [B,3,T,H,W]
+    base = torch.randn(batch_size, 3, 1, resolution, resolution, generator=g)
+    clip = torch.cat(
+        [torch.roll(base, shifts=2 * t, dims=-1) for t in range(num_frames)], dim=2
+    )  # [B,3,T,H,W]
     start = time.perf_counter()
     with torch.inference_mode(), autocast(decision.precision, torch.device("cpu")):
         tokens = encoder(clip)
     seconds = time.perf_counter() - start
-    grid = TokenGrid.from_clip(
-        frames, size, size, tubelet_size=encoder.config.tubelet_size, patch_size=encoder.config.patch_size
-    )
+    grid = encoder.config.token_grid(num_frames, resolution)
     print(f"encoder: {what}, {trainable_parameters(encoder):,} parameters")
     log_precision(None, decision)
     print(thread_settings.describe())

@@ -193,7 +193,7 @@ class VideoClipDataset(_RobustDataset):
         random_window: random temporal window per partition (official training); False = fixed windows.
         allow_overlap: short videos use overlapping windows over the whole video (official probe loaders)
             instead of per-partition last-frame padding (official pretraining).
-        min_frames: videos with fewer frames are skipped as too short (default: frames_per_clip and at least
+        min_frames: videos with fewer frames are skipped as too short (default: the clip's num_frames and at least
             num_clips). 1 keeps the official behaviour of padding any short video with its last frame.
         max_short_side: shrink frames during decoding so their short side is at most this (None: full size).
         decode_threads: decoder threads per worker.
@@ -221,9 +221,7 @@ class VideoClipDataset(_RobustDataset):
         self.crop = crop
         self.random_window = random_window
         self.allow_overlap = allow_overlap
-        self.min_frames = max(
-            min_frames if min_frames is not None else clip.frames_per_clip, clip.num_clips, 1
-        )
+        self.min_frames = max(min_frames if min_frames is not None else clip.num_frames, clip.num_clips, 1)
         self.max_short_side = max_short_side
         self.decode_threads = decode_threads
         self.clip_cache = clip_cache
@@ -335,7 +333,7 @@ class ImageDataset(_RobustDataset):
         records: image records (see `index.read_folder_index(root, IMAGE_EXTENSIONS)`).
         num_frames: T, the number of repeats (16 in the official image evaluation).
         crop: training augmentation; None = evaluation (short side to int(S * 256 / 224), centre crop).
-        size: output side for evaluation (ignored when `crop` is given).
+        resolution: output side for evaluation (ignored when `crop` is given).
         seed: data seed.
         failure_policy: bound on replacements per draw.
     """
@@ -346,7 +344,7 @@ class ImageDataset(_RobustDataset):
         *,
         num_frames: int = 16,
         crop: CropSpec | None = None,
-        size: int = 224,
+        resolution: int = 224,
         seed: int = 0,
         failure_policy: FailurePolicy | None = None,
     ) -> None:
@@ -355,7 +353,7 @@ class ImageDataset(_RobustDataset):
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames = num_frames
         self.crop = crop
-        self.views = EvalViewSpec(size=size, num_views=1)
+        self.views = EvalViewSpec(resolution=resolution, num_views=1)
 
     def _load(self, record: VideoRecord, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         image = read_image(record.path)[None]  # [1, H, W, 3]

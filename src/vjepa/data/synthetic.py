@@ -44,7 +44,7 @@ class SyntheticSpec:
 
     Args:
         num_frames: frames per video.
-        size: frame side in pixels (square frames).
+        resolution: frame side in pixels (square frames).
         object_size: object side (bounding box) in pixels.
         speeds: possible speeds in pixels per frame (drawn uniformly per video).
         fps: frame rate written to the files.
@@ -57,7 +57,7 @@ class SyntheticSpec:
     """
 
     num_frames: int = 16
-    size: int = 64
+    resolution: int = 64
     object_size: int = 26
     speeds: tuple[int, ...] = (3, 4)
     fps: int = 8
@@ -65,12 +65,12 @@ class SyntheticSpec:
     num_objects: int = 1
 
     def __post_init__(self) -> None:
-        if self.num_frames < 2 or self.size < 8:
-            raise InvalidArgument(f"need num_frames >= 2 and size >= 8, got {self}")
-        if not 4 <= self.object_size <= self.size // 2:
-            raise InvalidArgument(f"object_size must lie in [4, size // 2], got {self.object_size}")
-        if not self.speeds or min(self.speeds) < 1 or max(self.speeds) >= self.size // 2:
-            raise InvalidArgument(f"speeds must be integers in [1, size // 2), got {self.speeds}")
+        if self.num_frames < 2 or self.resolution < 8:
+            raise InvalidArgument(f"need num_frames >= 2 and resolution >= 8, got {self}")
+        if not 4 <= self.object_size <= self.resolution // 2:
+            raise InvalidArgument(f"object_size must lie in [4, resolution // 2], got {self.object_size}")
+        if not self.speeds or min(self.speeds) < 1 or max(self.speeds) >= self.resolution // 2:
+            raise InvalidArgument(f"speeds must be integers in [1, resolution // 2), got {self.speeds}")
         if not 1 <= self.hold <= self.num_frames:
             raise InvalidArgument(f"hold must lie in [1, num_frames], got {self.hold}")
         if self.num_objects < 1:
@@ -127,7 +127,7 @@ def render_video(spec: SyntheticSpec, appearance: int, motion: int, rng: np.rand
     Returns:
         [T, H, W, 3] uint8.
     """
-    n, k = spec.size, spec.num_objects
+    n, k = spec.resolution, spec.num_objects
     background = rng.integers(0, 90, size=3)
     colours = rng.integers(140, 256, size=(k, 3))  # with k = 1 the draws of the single-object videos
     starts = rng.integers(0, n, size=(k, 2))
@@ -170,7 +170,7 @@ def generate_videos(spec: SyntheticSpec, num_videos: int, seed: int, split: str 
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
-    frames = np.empty((num_videos, spec.num_frames, spec.size, spec.size, 3), dtype=np.uint8)
+    frames = np.empty((num_videos, spec.num_frames, spec.resolution, spec.resolution, 3), dtype=np.uint8)
     appearance = np.empty(num_videos, dtype=np.int64)
     motion = np.empty(num_videos, dtype=np.int64)
     for i in range(num_videos):
@@ -265,7 +265,7 @@ def write_synthetic_dataset(
         "appearance_classes": list(SHAPES),
         "motion_classes": list(MOTIONS),
         "combined_label": "appearance * 4 + motion",
-        "recommended_clip": {"frames_per_clip": spec.num_frames, "frame_step": 1},
+        "recommended_clip": {"num_frames": spec.num_frames, "frame_step": 1},
     }
     meta.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return SyntheticDatasetFiles(root, csvs, meta)

@@ -25,20 +25,20 @@ class CropSpec:
     """Training augmentation of a clip.
 
     Args:
-        size: output side S in pixels.
+        resolution: output side S in pixels.
         scale: range of the crop area as a fraction of the frame area.
         aspect: range of the crop aspect ratio w/h, drawn log-uniformly.
         flip: flip all frames horizontally with probability 0.5.
     """
 
-    size: int = 224
+    resolution: int = 224
     scale: tuple[float, float] = (0.3, 1.0)
     aspect: tuple[float, float] = (0.75, 1.35)
     flip: bool = True
 
     def __post_init__(self) -> None:
-        if self.size < 1:
-            raise ValueError(f"crop size must be >= 1, got {self.size}")
+        if self.resolution < 1:
+            raise ValueError(f"crop resolution must be >= 1, got {self.resolution}")
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < lo <= hi <= 1, got {self.scale}")
         if not 0 < self.aspect[0] <= self.aspect[1]:
@@ -53,7 +53,7 @@ def max_useful_short_side(spec: CropSpec) -> int:
     Args:
         spec: the training crop.
     """
-    return math.ceil(spec.size / math.sqrt(spec.scale[0]))
+    return math.ceil(spec.resolution / math.sqrt(spec.scale[0]))
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,17 @@ class EvalViewSpec:
     """Evaluation views of a clip.
 
     Args:
-        size: output side S in pixels.
+        resolution: output side S in pixels.
         num_views: 1 = resize the short side to int(S * 256 / 224) then centre crop; k > 1 = resize the short
             side to S and take k crops evenly spread along the long side (left/centre/right for k = 3).
     """
 
-    size: int = 224
+    resolution: int = 224
     num_views: int = 1
 
     def __post_init__(self) -> None:
-        if self.size < 1 or self.num_views < 1:
-            raise ValueError(f"size and num_views must be >= 1, got {self}")
+        if self.resolution < 1 or self.num_views < 1:
+            raise ValueError(f"resolution and num_views must be >= 1, got {self}")
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def train_transform(
     """
     t = _as_tensor(frames)
     box = random_resized_crop_box(t.shape[1], t.shape[2], spec.scale, spec.aspect, rng)
-    clip = crop_resize(t, box, spec.size)  # [T, 3, S, S]
+    clip = crop_resize(t, box, spec.resolution)  # [T, 3, S, S]
     flipped = bool(spec.flip and rng.uniform() < 0.5)
     if flipped:
         clip = clip.flip(-1)
@@ -220,7 +220,7 @@ def eval_views(frames: np.ndarray | torch.Tensor, spec: EvalViewSpec) -> torch.T
     Returns:
         [V, 3, T, S, S] float32 normalized.
     """
-    s = spec.size
+    s = spec.resolution
     if spec.num_views == 1:
         resized = resize_short_side(frames, int(s * 256 / 224))  # [T, 3, H', W']
         h, w = resized.shape[-2:]

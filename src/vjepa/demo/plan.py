@@ -8,15 +8,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from vjepa.data.sampling import ClipConfig
 from vjepa.errors import InvalidArgument
+from vjepa.grid import TokenGrid
+from vjepa.models.registry import EncoderConfig, encoder_config
 
 Label = Literal["motion", "appearance"]
 LABELS: tuple[Label, ...] = ("motion", "appearance")
 Readout = Literal["attentive", "linear", "pixels"]
 
 
-@dataclass(frozen=True)
-class DemoConfig:
+@dataclass
+class DemoConfig(ClipConfig):
     """Everything ``vjepa demo`` decides. The defaults fit 15 minutes of a 2-core CPU without native bf16
     (measured; see the README), the worst case of our users' laptops.
 
@@ -32,13 +35,14 @@ class DemoConfig:
         num_train: training videos: the unlabelled pretraining set, and the labelled probe training set (20% of
             it held out to select each probe's head).
         num_test: test videos (the table reports accuracy on them).
-        frames: frames per video and per clip.
-        size: frame side in pixels.
+        num_frames: frames per video and per clip.
+        frame_step: source frames between clip frames (1: every frame of the video).
+        resolution: frame side in pixels.
         objects: moving objects per video.
         object_size: object side in pixels.
         speeds: object speeds in pixels per frame (one drawn per video).
         hold: the objects move every ``hold`` frames.
-        patch_size: spatial patch side (``size / patch_size`` tokens a side).
+        patch_size: spatial patch side (``resolution / patch_size`` tokens a side).
         embed_dim: encoder width.
         depth: encoder blocks.
         num_heads: encoder heads.
@@ -67,8 +71,9 @@ class DemoConfig:
     seeds: int = 3
     num_train: int = 1024
     num_test: int = 512
-    frames: int = 8
-    size: int = 32
+    num_frames: int = 8
+    frame_step: int = 1
+    resolution: int = 32
     objects: int = 8
     object_size: int = 5
     speeds: tuple[int, ...] = (1, 2)
@@ -94,6 +99,7 @@ class DemoConfig:
     quick: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.seeds < 1 or self.budget_minutes <= 0 or self.num_train < 16 or self.num_test < 4:
             raise InvalidArgument(f"demo config out of range: {self}")
         if not 0 < self.low_label_fraction < 1:
@@ -109,8 +115,8 @@ class DemoConfig:
             seeds=2,
             num_train=48,
             num_test=16,
-            frames=4,
-            size=16,
+            num_frames=4,
+            resolution=16,
             objects=3,
             object_size=4,
             patch_size=4,
@@ -133,11 +139,22 @@ class DemoConfig:
     def root(self) -> Path:
         return Path(self.out_dir)
 
+    def encoder_config(self) -> EncoderConfig:
+        """The encoder every pretraining variant builds (``vit_tiny`` narrowed to the demo's width and depth)."""
+        return encoder_config(
+            "vit_tiny",
+            num_frames=self.num_frames,
+            resolution=self.resolution,
+            patch_size=self.patch_size,
+            num_heads=self.num_heads,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+        )
+
     @property
-    def grid(self) -> tuple[int, int, int]:
-        """Tokens along time, height and width of a clip."""
-        side = self.size // self.patch_size
-        return (self.frames // 2, side, side)
+    def token_grid(self) -> TokenGrid:
+        """Tokens along time, height and width of a clip (the encoder's grid)."""
+        return self.encoder_config().grid
 
 
 @dataclass(frozen=True)

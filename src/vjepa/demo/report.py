@@ -21,7 +21,6 @@ from vjepa.data.index import load_index
 from vjepa.data.transforms import normalize
 from vjepa.demo.plan import LABELS, RANDOM_INIT, Claim, DemoConfig, Row, claims, encoder_source, variants
 from vjepa.figures import pca_colours, plot_bars, plot_curves, plot_masks, plot_pca, token_states
-from vjepa.grid import TokenGrid
 from vjepa.io import DEMO_RESULTS_FORMAT, write_json
 from vjepa.masks import PAPER_SETTINGS, MultiBlockMasks, RandomTubeMasks
 from vjepa.pretrain.metrics import read_metrics
@@ -101,11 +100,12 @@ def _first_test_clip(cfg: DemoConfig) -> np.ndarray:
     """The first test video's frames, ``[T, H, W, 3]`` uint8, read through the data layer."""
     record = load_index(str(cfg.root / "data" / "val_motion.csv"))[0]
     with VideoReader(record.path) as reader:
-        return reader.read_all()[: cfg.frames]
+        return reader.read_all()[: cfg.num_frames]
 
 
 def mask_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
-    grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size, patch_size=cfg.patch_size)
+
+    grid = cfg.token_grid
     rng = np.random.default_rng(0)
     generators = {
         "short-range": MultiBlockMasks(grid, PAPER_SETTINGS[0]),
@@ -120,22 +120,22 @@ def mask_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
         frames,
         states,
         fig_dir / "masks.png",
-        tubelet_size=2,
-        patch_size=cfg.patch_size,
+        tubelet_size=cfg.encoder_config().tubelet_size,
+        patch_size=cfg.encoder_config().patch_size,
         title="what each mask hides (red: predicted tokens)",
     )
 
 
 def pca_figure(cfg: DemoConfig, frames: np.ndarray, fig_dir: Path) -> Path:
     clip = normalize(torch.from_numpy(frames).permute(0, 3, 1, 2).float()).unsqueeze(0)  # [1, 3, T, H, W]
-    grid = TokenGrid.from_clip(cfg.frames, cfg.size, cfg.size, patch_size=cfg.patch_size)
+    grid = cfg.token_grid
     rows = {}
     with torch.inference_mode():
         for name, key in (("random init", RANDOM_INIT), ("V-JEPA", "vjepa")):
             checkpoint, which = encoder_source(cfg, key, 0)
             encoder = load_pretrained(checkpoint).encoder(which).eval()
             rows[name] = pca_colours(encoder(clip)[0].float().numpy(), grid)  # [N, D] -> colours
-    return plot_pca(frames, rows, fig_dir / "pca.png", tubelet_size=2)
+    return plot_pca(frames, rows, fig_dir / "pca.png", tubelet_size=cfg.encoder_config().tubelet_size)
 
 
 def accuracy_figure(rows: Sequence[Row], results: Results, fig_dir: Path) -> Path:
@@ -307,17 +307,17 @@ def method_lines(
     cfg: DemoConfig, steps: int, workers: int, seconds: Mapping[str, float], wall: float
 ) -> list[str]:
     """The report's title and how the data, the pretraining and the probes were made, and on what machine."""
-    t_side = cfg.size // cfg.patch_size
+    grid = cfg.token_grid
     return [
         "# V-JEPA on a laptop CPU: the demo report",
         "",
-        f"**Data.** Synthetic videos ({cfg.num_train} train, {cfg.num_test} test; {cfg.frames} frames of "
-        f"{cfg.size}x{cfg.size}): {cfg.objects} small shapes drift together in one of 4 directions (the **motion** "
+        f"**Data.** Synthetic videos ({cfg.num_train} train, {cfg.num_test} test; {cfg.num_frames} frames of "
+        f"{cfg.resolution}x{cfg.resolution}): {cfg.objects} small shapes drift together in one of 4 directions (the **motion** "
         f"label) at {' or '.join(map(str, cfg.speeds))} pixel(s) per frame, moving every {cfg.hold} frames, so no "
         "2-frame tubelet shows motion; their shape is the **appearance** label. Chance is 25% for both.",
         "",
         f"**Pretraining.** A ViT of width {cfg.embed_dim}, depth {cfg.depth}, patch {cfg.patch_size} "
-        f"(tokens {cfg.frames // 2}x{t_side}x{t_side}), predictor {cfg.pred_embed_dim}x{cfg.pred_depth}. Every variant "
+        f"(tokens {grid.depth}x{grid.height}x{grid.width}), predictor {cfg.pred_embed_dim}x{cfg.pred_depth}. Every variant "
         f"ran {steps} steps of batch {cfg.batch_size} with each of {cfg.seeds} seeds; the runs of one seed start "
         "from the same weights, and the random-init row is exactly those weights. The EMA momentum starts at "
         f"1 - 1/({cfg.ema_horizon:g} x steps) so the target encoder learns within the run.",

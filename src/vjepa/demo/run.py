@@ -87,8 +87,8 @@ def worker_count(cfg: DemoConfig) -> int:
 
 def data_spec(cfg: DemoConfig) -> SyntheticSpec:
     return SyntheticSpec(
-        num_frames=cfg.frames,
-        size=cfg.size,
+        num_frames=cfg.num_frames,
+        resolution=cfg.resolution,
         object_size=cfg.object_size,
         speeds=cfg.speeds,
         hold=cfg.hold,
@@ -99,8 +99,8 @@ def data_spec(cfg: DemoConfig) -> SyntheticSpec:
 def data_command(cfg: DemoConfig) -> list[str]:
     return [
         "make-data", "synthetic", str(cfg.root / "data"), "--seed", "0",
-        "--num-train", str(cfg.num_train), "--num-val", str(cfg.num_test), "--size", str(cfg.size),
-        "--frames", str(cfg.frames), "--object-size", str(cfg.object_size), "--hold", str(cfg.hold),
+        "--num-train", str(cfg.num_train), "--num-val", str(cfg.num_test), "--resolution", str(cfg.resolution),
+        "--num-frames", str(cfg.num_frames), "--object-size", str(cfg.object_size), "--hold", str(cfg.hold),
         "--objects", str(cfg.objects), "--speeds", *map(str, cfg.speeds),
     ]  # fmt: skip
 
@@ -124,9 +124,9 @@ def pretrain_overrides(cfg: DemoConfig, seed: int, steps: int) -> list[str]:
         "data.source=csv",
         f"data.datasets=[{cfg.root / 'data' / 'train.csv'}]",
         f"data.batch_size={cfg.batch_size}",
-        f"data.num_frames={cfg.frames}",
-        "data.frame_step=1",
-        f"data.crop_size={cfg.size}",
+        f"data.num_frames={cfg.num_frames}",
+        f"data.frame_step={cfg.frame_step}",
+        f"data.resolution={cfg.resolution}",
         "data.random_resize_scale=[1.0, 1.0]",  # whole frames: the objects wrap around the torus
         "data.random_resize_aspect_ratio=[1.0, 1.0]",
         "data.horizontal_flip=false",
@@ -247,9 +247,9 @@ def probe_overrides(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[st
         f"encoder.which={which}",
         f"data.train={data / f'train_{label}.csv'}",
         f"data.val={data / f'val_{label}.csv'}",
-        f"data.frames_per_clip={cfg.frames}",
-        "data.frame_step=1",
-        f"data.resolution={cfg.size}",
+        f"data.num_frames={cfg.num_frames}",
+        f"data.frame_step={cfg.frame_step}",
+        f"data.resolution={cfg.resolution}",
         "data.num_workers=0",
         "data.clip_cache=true",  # every probe job reads the same videos
         f"data.clip_cache_dir={cfg.root / 'cache' / 'clips'}",

@@ -7,8 +7,8 @@ Writing (:mod:`vjepa.interop.hf_export`) is the inverse map, so ours -> HF -> ou
 
 What differs from the official V-JEPA 2 code, and how it is kept (docs/vjepa2.md):
 
-- transformers reads RoPE positions on the grid of ``crop_size`` (``rope_grid="config"``), the official code on
-  the grid of the clip (``"clip"``, our default); outputs differ for clips of another resolution.
+- transformers reads RoPE positions on the grid of the config.json's clip side (``rope_grid="config"``), the
+  official code on the grid of the clip (``"clip"``, our default); outputs differ for clips of another resolution.
 - the classifier's pooler uses ``num_attention_heads`` heads and ``layer_norm_eps`` (the official probes: 16
   heads, eps 1e-5), so a probe exports only when it computes exactly what transformers will.
 - ``VJEPA2Model``'s predictor uses mask token 1 (``mask_index=1``); pass ``mask_index=1`` to ours to match.
@@ -47,11 +47,15 @@ MODEL_TYPE = "vjepa2"
 CLASSIFIER_PREFIX = "vjepa2."
 POOLER_MLP_RATIO = 4.0  # transformers' VJEPA2 pooler MLPs are always 4x wide
 
+# The clip's keys in a Hugging Face config.json (VJEPA2Config) -> ours: the external format keeps its names, and
+# this is the one place they are spelled.
+HF_CLIP_KEYS: dict[str, str] = {"crop_size": "resolution", "frames_per_clip": "num_frames"}
+_HF_CLIP_DEFAULTS = {"resolution": 256, "num_frames": 64}
+
 # VJEPA2Config's defaults (transformers 5.x), used for keys a config.json leaves out.
 HF_DEFAULTS: dict[str, Any] = {
     "patch_size": 16,
-    "crop_size": 256,
-    "frames_per_clip": 64,
+    **{hf: _HF_CLIP_DEFAULTS[ours] for hf, ours in HF_CLIP_KEYS.items()},
     "tubelet_size": 2,
     "hidden_size": 1024,
     "in_chans": 3,
@@ -151,8 +155,7 @@ def configs_from_hf(
     common = dict(
         patch_size=int(patch),
         tubelet_size=int(cfg["tubelet_size"]),
-        num_frames=int(cfg["frames_per_clip"]),
-        img_size=int(cfg["crop_size"]),
+        **{ours: int(cfg[hf]) for hf, ours in HF_CLIP_KEYS.items()},
         qkv_bias=bool(cfg["qkv_bias"]),
         norm_eps=float(cfg["layer_norm_eps"]),
         positions="rope",

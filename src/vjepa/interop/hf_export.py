@@ -12,6 +12,7 @@ from vjepa.checkpoint import EncoderKey, Pretrained, load_pretrained
 from vjepa.interop.hf import (
     CLASSIFIER_PREFIX,
     CONFIG_FILE,
+    HF_CLIP_KEYS,
     HF_DEFAULTS,
     MODEL_TYPE,
     POOLER_MLP_RATIO,
@@ -32,8 +33,7 @@ def hf_config(
         "model_type": MODEL_TYPE,
         **HF_DEFAULTS,
         "patch_size": enc.patch_size,
-        "crop_size": enc.img_size,
-        "frames_per_clip": enc.num_frames,
+        **{hf: getattr(enc, ours) for hf, ours in HF_CLIP_KEYS.items()},
         "tubelet_size": enc.tubelet_size,
         "hidden_size": enc.embed_dim,
         "in_chans": enc.in_chans,

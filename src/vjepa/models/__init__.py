@@ -23,7 +23,7 @@ def build_encoder(
     name: str,
     *,
     num_frames: int = 16,
-    img_size: int | None = None,
+    resolution: int | None = None,
     patch_size: int | None = None,
     tubelet_size: int = 2,
     uniform_power: bool = True,
@@ -40,7 +40,7 @@ def build_encoder(
         encoder_config(
             name,
             num_frames=num_frames,
-            img_size=img_size,
+            resolution=resolution,
             patch_size=patch_size,
             tubelet_size=tubelet_size,
             uniform_power=uniform_power,

@@ -51,8 +51,7 @@ class VideoEncoder(nn.Module):
     def grid_for(self, clip: Tensor) -> TokenGrid:
         """The token grid of a clip ``[B, C, T, H, W]``."""
         _, _, t, h, w = clip.shape
-        c = self.config
-        return TokenGrid.from_clip(t, h, w, tubelet_size=c.tubelet_size, patch_size=c.patch_size)
+        return self.config.token_grid(t, (h, w))
 
     def as_video(self, x: Tensor) -> Tensor:
         """Images ``[B, C, H, W]`` become clips by repeating them ``num_frames`` times along time."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal, get_args
 
+from vjepa.config import renamed_keys
 from vjepa.errors import InvalidArgument
 from vjepa.grid import TokenGrid
 
@@ -17,7 +18,7 @@ class _GridConfig:
     round trip through plain dicts (the JSON of our checkpoints)."""
 
     num_frames: int
-    img_size: int
+    resolution: int
     patch_size: int
     tubelet_size: int
 
@@ -25,12 +26,14 @@ class _GridConfig:
     def grid(self) -> TokenGrid:
         """The token grid of the clips the model is built for (the position table's, or the layout of RoPE
         positions when ``rope_grid="config"``)."""
+        return self.token_grid(self.num_frames, self.resolution)
+
+    def token_grid(self, num_frames: int, resolution: int | tuple[int, int]) -> TokenGrid:
+        """The token grid a clip of ``num_frames`` frames of ``resolution`` pixels a side (or ``(height,
+        width)``) gives with this model's tubelet and patch sizes: the one place a grid is derived."""
+        height, width = (resolution, resolution) if isinstance(resolution, int) else resolution
         return TokenGrid.from_clip(
-            self.num_frames,
-            self.img_size,
-            self.img_size,
-            tubelet_size=self.tubelet_size,
-            patch_size=self.patch_size,
+            num_frames, height, width, tubelet_size=self.tubelet_size, patch_size=self.patch_size
         )
 
     def to_dict(self) -> dict:
@@ -38,8 +41,11 @@ class _GridConfig:
 
     @classmethod
     def from_dict(cls, data: dict):
-        """Build from a dict; an unknown key is an error listing the valid ones."""
-        return cls(**_known(cls, data, cls.__name__.removesuffix("Config").lower()))
+        """Build from a dict (keys of earlier versions are renamed through :data:`vjepa.config.RENAMED_KEYS`,
+        with a warning); an unknown key is an error listing the valid ones."""
+        what = cls.__name__.removesuffix("Config").lower()
+        valid = {f.name for f in fields(cls)}
+        return cls(**_known(cls, renamed_keys(data, valid, f"{what} config"), what))
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class EncoderConfig(_GridConfig):
         patch_size: spatial patch side in pixels.
         tubelet_size: frames per tubelet.
         num_frames: frames of the clips the position table is built for.
-        img_size: square side in pixels the position table is built for.
+        resolution: square side in pixels the position table is built for.
         in_chans: input channels.
         uniform_power: position-table layout; True in every released model.
         qkv_bias: bias on the qkv projections.
@@ -63,7 +69,7 @@ class EncoderConfig(_GridConfig):
             embedding of q and k in every block, no table).
         rope_grid: where RoPE positions are read: ``clip`` (the official code: each token's (t, h, w) on the
             grid of the clip being encoded) or ``config`` (Hugging Face: token indices laid out on the grid
-            of ``img_size``; differs from ``clip`` only for clips of another resolution).
+            of ``resolution``; differs from ``clip`` only for clips of another resolution).
     """
 
     embed_dim: int
@@ -73,7 +79,7 @@ class EncoderConfig(_GridConfig):
     patch_size: int = 16
     tubelet_size: int = 2
     num_frames: int = 16
-    img_size: int = 224
+    resolution: int = 224
     in_chans: int = 3
     uniform_power: bool = True
     qkv_bias: bool = True
@@ -88,9 +94,9 @@ class EncoderConfig(_GridConfig):
                 f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
             )
         _check_positions(self, self.embed_dim // self.num_heads)
-        if self.num_frames < self.tubelet_size or self.img_size < self.patch_size:
+        if self.num_frames < self.tubelet_size or self.resolution < self.patch_size:
             raise InvalidArgument(
-                f"num_frames={self.num_frames}, img_size={self.img_size} give no token with "
+                f"num_frames={self.num_frames}, resolution={self.resolution} give no token with "
                 f"tubelet_size={self.tubelet_size}, patch_size={self.patch_size}"
             )
 
@@ -106,7 +112,7 @@ class PredictorConfig(_GridConfig):
         num_heads: attention heads (the encoder's head count in the official code).
         num_mask_tokens: one learned mask token per mask setting.
         mlp_ratio, qkv_bias, norm_eps: as for the encoder.
-        patch_size, tubelet_size, num_frames, img_size: the grid of its position table (the encoder's).
+        patch_size, tubelet_size, num_frames, resolution: the grid of its position table (the encoder's).
         uniform_power: position-table layout.
         zero_init_mask_tokens: mask tokens start at zero (paper) instead of N(0, 0.02^2).
         positions, rope_grid: the position scheme, as for the encoder (the official trainer uses the
@@ -122,7 +128,7 @@ class PredictorConfig(_GridConfig):
     patch_size: int = 16
     tubelet_size: int = 2
     num_frames: int = 16
-    img_size: int = 224
+    resolution: int = 224
     uniform_power: bool = True
     qkv_bias: bool = True
     norm_eps: float = 1e-6
@@ -169,13 +175,13 @@ class Vjepa2Model:
 
     Args:
         size: the :data:`MODEL_SIZES` entry.
-        img_size: native clip side in pixels.
+        resolution: native clip side in pixels.
         num_heads: head count when it differs from the size's (V-JEPA 2's giant: 22, official
             ``vit_giant_xformers``).
     """
 
     size: str
-    img_size: int = 256
+    resolution: int = 256
     num_heads: int | None = None
 
 
@@ -185,7 +191,7 @@ VJEPA2_MODELS: dict[str, Vjepa2Model] = {
     "vjepa2_vit_large": Vjepa2Model("vit_large"),
     "vjepa2_vit_huge": Vjepa2Model("vit_huge"),
     "vjepa2_vit_giant": Vjepa2Model("vit_giant", num_heads=22),
-    "vjepa2_vit_giant_384": Vjepa2Model("vit_giant", img_size=384, num_heads=22),
+    "vjepa2_vit_giant_384": Vjepa2Model("vit_giant", resolution=384, num_heads=22),
 }
 # The released V-JEPA 2 predictors (all sizes): width 384, 12 blocks, 12 heads, 10 mask tokens.
 VJEPA2_PREDICTOR_HEADS = 12
@@ -238,7 +244,7 @@ def encoder_config(
     name: str,
     *,
     num_frames: int = 16,
-    img_size: int | None = None,
+    resolution: int | None = None,
     patch_size: int | None = None,
     tubelet_size: int = 2,
     uniform_power: bool = True,
@@ -249,11 +255,11 @@ def encoder_config(
     depth: int | None = None,
 ) -> EncoderConfig:
     """The config of a named size (``tiny`` .. ``gigantic``) or V-JEPA 2 model (``vjepa2_vit_large`` ..) for
-    clips of ``num_frames`` x ``img_size``^2.
+    clips of ``num_frames`` x ``resolution``^2.
 
     Args:
         name: see :func:`canonical_name`.
-        img_size: None: 224 for named sizes, the native resolution (256 or 384) for V-JEPA 2 models.
+        resolution: None: 224 for named sizes, the native resolution (256 or 384) for V-JEPA 2 models.
         positions: None: ``sincos`` for named sizes, ``rope`` for V-JEPA 2 models.
         num_heads: None: the size's (V-JEPA 2's giant: 22).
         embed_dim, depth: None: the size's; set them for a smaller ViT than the named ones (e.g. the demo's
@@ -271,7 +277,7 @@ def encoder_config(
         patch_size=patch_size or size.patch_size,
         tubelet_size=tubelet_size,
         num_frames=num_frames,
-        img_size=img_size or (preset.img_size if preset else 224),
+        resolution=resolution or (preset.resolution if preset else 224),
         uniform_power=uniform_power,
         positions=positions or ("rope" if preset else "sincos"),
         rope_grid=rope_grid,
@@ -305,7 +311,7 @@ def predictor_config(
         patch_size=encoder.patch_size,
         tubelet_size=encoder.tubelet_size,
         num_frames=encoder.num_frames,
-        img_size=encoder.img_size,
+        resolution=encoder.resolution,
         uniform_power=encoder.uniform_power,
         qkv_bias=encoder.qkv_bias,
         norm_eps=encoder.norm_eps,

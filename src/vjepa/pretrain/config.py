@@ -15,29 +15,31 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from vjepa.checkpoint import EncoderKey
 from vjepa.config import ConfigError, InvalidValue, check_range, load_config
+from vjepa.data.clip_cache import CacheMode
+from vjepa.data.sampling import ClipConfig
+from vjepa.grid import TokenGrid
+from vjepa.masks.base import Truncation
+from vjepa.masks.collate import MaskKind
 from vjepa.masks.multiblock import PAPER_SETTINGS, MultiBlockSetting
-from vjepa.runtime import PrecisionChoice
+from vjepa.models.registry import EncoderConfig, PositionScheme, canonical_name, encoder_config, model_size
+from vjepa.runtime import RuntimeSpec
 
 DataSource = Literal["synthetic", "csv"]
-MaskKindName = Literal["multiblock", "random_tube", "causal"]
-TruncationName = Literal["official", "random"]
 TargetKind = Literal["features", "pixels"]
 TeacherKind = Literal["ema", "frozen", "online"]
 RegularizerKind = Literal["none", "vc", "sigreg"]
 RegularizedPart = Literal["context", "pooled", "predictions"]
-TeacherWeights = Literal["target_encoder", "encoder"]
-DeviceChoice = Literal["auto", "cpu", "cuda"]
 MetricsFormat = Literal["jsonl", "csv"]
 LRScheduleName = Literal["warmup_cosine", "linear_decay", "wsd"]
-PositionsName = Literal["sincos", "rope"]
 MaskTokenUse = Literal["per_setting", "shared"]
 StrategyName = Literal["ddp", "fsdp"]
 
 
 @dataclass
-class DataConfig:
-    """Where clips come from and what they look like.
+class DataConfig(ClipConfig):
+    """Where clips come from and what they look like (the clip's fields: :class:`ClipConfig`).
 
     Args:
         source: ``csv`` reads the ``datasets`` CSV indexes (``<path> <label>`` lines); ``synthetic`` renders
@@ -48,17 +50,17 @@ class DataConfig:
             ``batch_size * accumulation_steps * world_size``.
         num_frames: frames per clip.
         frame_step: source frames between consecutive clip frames.
-        crop_size: side of the square crop in pixels.
+        resolution: side of the square crop in pixels.
         random_resize_scale: range of the random crop's area fraction.
         random_resize_aspect_ratio: range of the random crop's aspect ratio (log-uniform).
         horizontal_flip: flip all frames of a clip with probability 0.5.
         num_workers: DataLoader worker processes (0 = in the training process).
         max_short_side: shrink frames while decoding so the short side is at most this; ``auto`` (default): the
-            largest size that still matters for the crop (``crop_size / sqrt(min scale)``, 409 for 224), so a
+            largest size that still matters for the crop (``resolution / sqrt(min scale)``, 409 for 224), so a
             huge video costs no more memory than a 409p one; None: full size (official).
         synthetic_videos: number of videos of the ``synthetic`` source.
-        synthetic_size: frame side in pixels of the ``synthetic`` videos.
-        synthetic_frames: frames per ``synthetic`` video.
+        synthetic_resolution: frame side in pixels of the ``synthetic`` videos.
+        synthetic_num_frames: frames per ``synthetic`` video.
         clip_cache: decoded-video cache of the ``csv`` source (:mod:`vjepa.data.clip_cache`): ``auto`` uses it
             when the dataset's decoded size fits ``clip_cache_max_gb``, half the RAM and the free disk; ``true``
             caches up to the budget; ``false`` decodes every draw. Augmentation stays random per draw, and
@@ -72,30 +74,28 @@ class DataConfig:
     datasets: list[str] = field(default_factory=list)
     dataset_weights: list[float] | None = None
     batch_size: int = 24
-    num_frames: int = 16
-    frame_step: int = 4
-    crop_size: int = 224
     random_resize_scale: tuple[float, float] = (0.3, 1.0)
     random_resize_aspect_ratio: tuple[float, float] = (0.75, 1.35)
     horizontal_flip: bool = True
     num_workers: int = 8
     max_short_side: int | Literal["auto"] | None = "auto"
     synthetic_videos: int = 256
-    synthetic_size: int = 64
-    synthetic_frames: int = 16
-    clip_cache: Literal["auto"] | bool = "auto"
+    synthetic_resolution: int = 64
+    synthetic_num_frames: int = 16
+    clip_cache: CacheMode = "auto"
     clip_cache_dir: str | None = None
     clip_cache_max_gb: float = 8.0
 
     def __post_init__(self) -> None:
-        _positive(self, "batch_size", "num_frames", "frame_step", "crop_size", "synthetic_videos")
+        super().__post_init__()
+        _positive(self, "batch_size", "synthetic_videos")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.dataset_weights is not None and len(self.dataset_weights) != len(self.datasets):
             raise ValueError(
                 f"dataset_weights has {len(self.dataset_weights)} entries for {len(self.datasets)} datasets"
             )
-        _positive(self, "synthetic_size", "synthetic_frames")
+        _positive(self, "synthetic_resolution", "synthetic_num_frames")
         check_range(self, "random_resize_scale", low=0, high=1, low_open=True)
         check_range(self, "random_resize_aspect_ratio", low=0, low_open=True)
         check_range(self, "dataset_weights", low=0, optional=True)
@@ -129,11 +129,11 @@ class MasksConfig:
             official collator); ``random`` keeps a random subset of the same size.
     """
 
-    kind: MaskKindName = "multiblock"
+    kind: MaskKind = "multiblock"
     multiblock: list[MultiBlockSetting] = field(default_factory=_paper_blocks)
     random_tube_ratios: list[float] = field(default_factory=lambda: [0.9])
     causal_context_fractions: list[float] = field(default_factory=lambda: [0.5])
-    truncation: TruncationName = "official"
+    truncation: Truncation = "official"
 
     @property
     def num_settings(self) -> int:
@@ -183,7 +183,7 @@ class ModelConfig:
     """
 
     name: str = "vit_large"
-    positions: PositionsName | None = None
+    positions: PositionScheme | None = None
     embed_dim: int | None = None
     depth: int | None = None
     num_heads: int | None = None
@@ -198,8 +198,6 @@ class ModelConfig:
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        from vjepa.models.registry import canonical_name
-
         self.name = canonical_name(self.name)
         _positive(self, "tubelet_size", "pred_depth", "pred_embed_dim")
         check_range(
@@ -357,7 +355,7 @@ class ObjectiveConfig:
     loss_exp: float = 1.0
     teacher: TeacherKind = "ema"
     teacher_checkpoint: str | None = None
-    teacher_which: TeacherWeights | None = None
+    teacher_which: EncoderKey | None = None
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
 
     def __post_init__(self) -> None:
@@ -405,16 +403,10 @@ class LoggingConfig:
 
 
 @dataclass
-class RuntimeConfig:
-    """Where and how the run executes.
+class RuntimeConfig(RuntimeSpec):
+    """Where and how the run executes (``device``, ``precision``, ``threads``: :class:`RuntimeSpec`).
 
     Args:
-        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        precision: ``auto`` (bf16 autocast where bf16 is native and faster: CUDA compute capability >= 8.0,
-            CPUs with AVX512-BF16 or AMX as torch uses them; fp32 elsewhere), ``bf16`` or ``fp32``; see
-            :func:`vjepa.runtime.resolve_precision`.
-        threads: CPU intra-op threads per process (None: ``OMP_NUM_THREADS`` if set, else the CPUs this
-            process may use; see :func:`vjepa.runtime.configure_threads`).
         seed: run seed (model init, data order, augmentations, masks).
         activation_checkpointing: recompute block activations in the backward pass (less memory).
         compile: ``torch.compile`` the encoders and the predictor.
@@ -424,9 +416,6 @@ class RuntimeConfig:
             rank). A single process trains the same either way; ``fsdp`` then still writes sharded checkpoints.
     """
 
-    device: DeviceChoice = "auto"
-    precision: PrecisionChoice = "auto"
-    threads: int | None = None
     seed: int = 234
     activation_checkpointing: bool = False
     compile: bool = False
@@ -449,16 +438,32 @@ class PretrainConfig:
         if self.optimization.total_steps < 1:
             raise ValueError("optimization: int(epochs * ipe) must be at least one step")
         _check_clip_fits_model(self.data, self.model)
-        if self.runtime.seed < 0:
-            raise InvalidValue("runtime.seed", f"must be >= 0, got {self.runtime.seed}")
-        if isinstance(self.runtime.threads, int) and self.runtime.threads < 1:
-            raise InvalidValue("runtime.threads", f"must be >= 1 or null, got {self.runtime.threads}")
+
+    def encoder_config(self) -> EncoderConfig:
+        """The encoder this run builds, for its clips."""
+        m, d = self.model, self.data
+        return encoder_config(
+            m.name,
+            num_frames=d.num_frames,
+            resolution=d.resolution,
+            patch_size=m.patch_size,
+            tubelet_size=m.tubelet_size,
+            uniform_power=m.uniform_power,
+            positions=m.positions,
+            num_heads=m.num_heads,
+            embed_dim=m.embed_dim,
+            depth=m.depth,
+        )
+
+    @property
+    def token_grid(self) -> TokenGrid:
+        """The token grid of the run's clips (its encoder's, see :meth:`EncoderConfig.token_grid`), known
+        before any model is built."""
+        return self.encoder_config().grid
 
 
 def _check_clip_fits_model(data: DataConfig, model: ModelConfig) -> None:
     """The clip must split into whole tubelets and patches, and the predictor width into its heads."""
-    from vjepa.models.registry import model_size
-
     size = model_size(model.name)
     patch = model.patch_size or size.patch_size
     if data.num_frames % model.tubelet_size:
@@ -466,10 +471,10 @@ def _check_clip_fits_model(data: DataConfig, model: ModelConfig) -> None:
             "data.num_frames",
             f"({data.num_frames}) must be a multiple of model.tubelet_size ({model.tubelet_size})",
         )
-    if data.crop_size % patch:
+    if data.resolution % patch:
         raise InvalidValue(
-            "data.crop_size",
-            f"({data.crop_size}) must be a multiple of the patch size ({patch}, model.patch_size)",
+            "data.resolution",
+            f"({data.resolution}) must be a multiple of the patch size ({patch}, model.patch_size)",
         )
     width, enc_heads = model.embed_dim or size.embed_dim, model.num_heads or size.num_heads
     if width % enc_heads:

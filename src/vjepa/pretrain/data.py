@@ -75,17 +75,17 @@ def build_dataset(data: DataConfig, seed: int) -> Dataset:
         data: the data section.
         seed: the run seed (the data seed).
     """
-    clip = ClipSpec(frames_per_clip=data.num_frames, frame_step=data.frame_step)
+    clip = ClipSpec(num_frames=data.num_frames, frame_step=data.frame_step)
     crop = CropSpec(
-        size=data.crop_size,
+        resolution=data.resolution,
         scale=data.random_resize_scale,
         aspect=data.random_resize_aspect_ratio,
         flip=data.horizontal_flip,
     )
     if data.source == "synthetic":
-        size = data.synthetic_size
+        size = data.synthetic_resolution
         object_size = max(4, min(size // 2, round(size * 26 / 64)))  # the default look at any size
-        spec = SyntheticSpec(num_frames=data.synthetic_frames, size=size, object_size=object_size)
+        spec = SyntheticSpec(num_frames=data.synthetic_num_frames, resolution=size, object_size=object_size)
         videos = generate_videos(spec, data.synthetic_videos, seed=seed)
         return SyntheticClipDataset(videos, clip, crop, seed)
     if not data.datasets:

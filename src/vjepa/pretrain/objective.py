@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,11 +24,9 @@ from vjepa.models.encoder import VideoEncoder
 from vjepa.models.layers import init_weights
 from vjepa.models.predictor import Predictor
 from vjepa.models.tokens import gather_tokens
-from vjepa.pretrain.config import RegularizerConfig
+from vjepa.pretrain.config import RegularizerConfig, TargetKind, TeacherKind
 from vjepa.pretrain.regularizers import regularization_terms
 
-TargetKind = Literal["features", "pixels"]
-TeacherKind = Literal["ema", "frozen", "online"]
 PIXEL_NORM_EPS = 1e-6
 
 

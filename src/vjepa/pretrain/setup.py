@@ -19,8 +19,7 @@ from vjepa.checkpoint import load_pretrained, save_pretrained
 from vjepa.config import ConfigError
 from vjepa.data.loader import DataStream
 from vjepa.grid import TokenGrid
-from vjepa.models import VideoEncoder, build_encoder, build_predictor
-from vjepa.models.registry import MODEL_SIZES
+from vjepa.models import VideoEncoder, build_predictor
 from vjepa.optim import build_optimizer, param_groups
 from vjepa.pretrain.config import PretrainConfig
 from vjepa.pretrain.data import build_stream
@@ -100,19 +99,8 @@ def build_trainer(
 def build_objective(config: PretrainConfig) -> JEPAObjective:
     """Encoder, predictor (one mask token per mask setting), target encoder (an exact copy, frozen) or the
     pixel head, freshly initialized as official pretraining does (every Linear N(0, 0.02), zero bias)."""
-    m, d = config.model, config.data
-    encoder = build_encoder(
-        m.name,
-        num_frames=d.num_frames,
-        img_size=d.crop_size,
-        patch_size=m.patch_size,
-        tubelet_size=m.tubelet_size,
-        uniform_power=m.uniform_power,
-        positions=m.positions,
-        num_heads=m.num_heads,
-        embed_dim=m.embed_dim,
-        depth=m.depth,
-    )
+    m = config.model
+    encoder = VideoEncoder(config.encoder_config())
     predictor = build_predictor(
         encoder,
         predictor_embed_dim=m.pred_embed_dim,
@@ -174,20 +162,9 @@ def model_parts(objective: JEPAObjective) -> dict[str, nn.Module | None]:
 
 def clip_token_grid(config: PretrainConfig) -> TokenGrid:
     """The token grid of the config's clips, known before any model is built."""
-    m, d = config.model, config.data
-    patch = m.patch_size or MODEL_SIZES[m.name].patch_size
-    return TokenGrid.from_clip(
-        d.num_frames, d.crop_size, d.crop_size, tubelet_size=m.tubelet_size, patch_size=patch
-    )
+    return config.token_grid
 
 
 def token_grid(config: PretrainConfig, objective: JEPAObjective) -> TokenGrid:
     """The token grid of the config's clips for the built encoder."""
-    c = objective.encoder.config
-    return TokenGrid.from_clip(
-        config.data.num_frames,
-        config.data.crop_size,
-        config.data.crop_size,
-        tubelet_size=c.tubelet_size,
-        patch_size=c.patch_size,
-    )
+    return objective.encoder.config.token_grid(config.data.num_frames, config.data.resolution)

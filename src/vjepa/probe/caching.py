@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
@@ -87,8 +86,7 @@ def feature_sources(
     }
     if cfg.cache.dir is None:
         return dict(online)
-    clip = torch.empty(1, 3, d.frames_per_clip, d.resolution, d.resolution, device="meta")
-    tokens_per_clip = encoder.grid_for(clip).num_tokens
+    tokens_per_clip = encoder.config.token_grid(d.num_frames, d.resolution).num_tokens
     sources: dict[str, FeatureSource] = {}
     for name, src in online.items():
         views = 1 if name == "train" else d.num_views
@@ -125,7 +123,7 @@ def _pinned(
         "encoder": fingerprint,
         "dataset": {"kind": d.kind, "records": records_fingerprint(ds.records), "num_samples": len(ds)},  # type: ignore[attr-defined,arg-type]
         "clip": {
-            "frames_per_clip": d.frames_per_clip,
+            "num_frames": d.num_frames,
             "frame_step": d.frame_step,
             "num_segments": d.num_segments,
             "num_views": views,

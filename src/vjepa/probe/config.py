@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal
 
 from vjepa.checkpoint import EncoderKey
-from vjepa.config import InvalidValue, check_range
-from vjepa.runtime import PrecisionChoice
-
-if TYPE_CHECKING:
-    from vjepa.probe.checkpoint import ProbeArch
+from vjepa.config import ConfigError, InvalidValue, check_range, load_config
+from vjepa.data.clip_cache import CacheMode
+from vjepa.data.sampling import ClipConfig, MediaKind
+from vjepa.probe.checkpoint import ProbeArch
+from vjepa.probe.features import CacheDtype, SegmentMode
+from vjepa.runtime import RuntimeSpec
 
 Readout = Literal["attentive", "linear", "knn"]
-DataKind = Literal["video", "image"]
-SegmentMode = Literal["concat", "separate"]
 
 
 def _positive(owner: object, names: tuple[str, ...]) -> None:
@@ -53,16 +54,16 @@ class EncoderSection:
 
 
 @dataclass
-class DataSection:
-    """What the probe sees.
+class DataSection(ClipConfig):
+    """What the probe sees (the clip's fields: :class:`ClipConfig`).
 
     Args:
-        kind: ``video`` (segments x views per video) or ``image`` (each image repeated ``frames_per_clip``
+        kind: ``video`` (segments x views per video) or ``image`` (each image repeated ``num_frames``
             times along time, as the official image evaluation).
         train: training index: a CSV (``<path> <label>`` lines), a folder of class folders, or a path list.
         val: the test index (the split whose accuracy is reported), same formats.
         num_classes: C; 0 counts it from the training index (largest label + 1, or the class folders).
-        frames_per_clip: frames per clip (16 in the paper).
+        num_frames: frames per clip (16 in the paper).
         frame_step: source frames between clip frames (4 in the paper).
         num_segments: temporal segments per video (K400 8, SSv2 2); one training clip has this many too.
         num_views: spatial views per segment at evaluation (3 in the paper; training uses 1).
@@ -88,24 +89,22 @@ class DataSection:
     train: str = ""
     val: str = ""
     num_classes: int = 0
-    kind: DataKind = "video"
-    frames_per_clip: int = 16
-    frame_step: int = 4
+    kind: MediaKind = "video"
     num_segments: int = 1
     num_views: int = 1
-    resolution: int = 224
     train_augment: bool = False
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_aspect: tuple[float, float] = (0.75, 4 / 3)
     num_workers: int = 0
     max_short_side: int | Literal["auto"] | None = "auto"
-    clip_cache: Literal["auto"] | bool = False
+    clip_cache: CacheMode = False
     clip_cache_dir: str | None = None
     clip_cache_max_gb: float = 8.0
     class_names: list[str] | None = None
 
     def __post_init__(self) -> None:
-        _positive(self, ("frames_per_clip", "frame_step", "num_segments", "num_views", "resolution"))
+        super().__post_init__()
+        _positive(self, ("num_segments", "num_views"))
         if self.kind == "image" and (self.num_segments != 1 or self.num_views != 1):
             raise ValueError("image data has one segment and one view (num_segments = num_views = 1)")
         if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
@@ -169,8 +168,6 @@ class ProbeSection:
 
     def arch(self, embed_dim: int, num_classes: int, encoder_heads: int) -> ProbeArch:
         """The probe to train (``knn`` has none); more than one block: the V-JEPA 2 layout."""
-        from vjepa.probe.checkpoint import ProbeArch
-
         return ProbeArch(
             self.kind,  # type: ignore[arg-type]
             embed_dim,
@@ -265,7 +262,7 @@ class CacheSection:
     """
 
     dir: str | None = None
-    dtype: Literal["float32", "float16"] = "float16"
+    dtype: CacheDtype = "float16"
     overwrite: bool = False
     max_gb: float = 200.0
 
@@ -274,8 +271,8 @@ class CacheSection:
 
 
 @dataclass
-class EvalConfig:
-    """``vjepa eval``.
+class EvalConfig(RuntimeSpec):
+    """``vjepa eval`` (``device``, ``precision``, ``threads``, ``seed``: :class:`RuntimeSpec`).
 
     Args:
         encoder: the frozen encoder.
@@ -288,10 +285,6 @@ class EvalConfig:
             ``[0.01, 0.05, 0.1, 0.5, 1.0]`` for the low-shot table.
         output_dir: where metrics, plots, probes and the resolved config go (must not hold a finished run).
         seed: seeds probe init, batch order and label subsets.
-        device: ``auto`` | ``cpu`` | ``cuda``.
-        precision: ``auto`` (bf16 autocast where bf16 is native and faster, fp32 elsewhere; see
-            :func:`vjepa.runtime.resolve_precision`), ``fp32`` or ``bf16`` (autocast for encoder and probe).
-        threads: CPU threads (null: ``OMP_NUM_THREADS`` if set, else the CPUs this process may use).
     """
 
     encoder: EncoderSection = field(default_factory=EncoderSection)
@@ -302,12 +295,9 @@ class EvalConfig:
     selection: SelectionSection = field(default_factory=SelectionSection)
     label_fractions: list[float] = field(default_factory=lambda: [1.0])
     output_dir: str = "runs/eval"
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: PrecisionChoice = "auto"
-    threads: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.label_fractions or not all(0 < f <= 1 for f in self.label_fractions):
             raise ValueError(f"label_fractions must be in (0, 1], got {self.label_fractions}")
         if self.cache.dir is not None and self.data.train_augment:
@@ -315,19 +305,13 @@ class EvalConfig:
                 "cache.dir and data.train_augment exclude each other: cached features are computed once, so "
                 "training views cannot be re-augmented each epoch"
             )
-        for key, value in (("seed", self.seed), ("encoder.init_seed", self.encoder.init_seed)):
-            if value < 0:
-                raise InvalidValue(key, f"must be >= 0, got {value}")
-        for key, value in (("threads", self.threads), ("encoder.num_heads", self.encoder.num_heads)):
-            if isinstance(value, int) and value < 1:
-                raise InvalidValue(key, f"must be >= 1 or null, got {value}")
+        if self.encoder.init_seed < 0:
+            raise InvalidValue("encoder.init_seed", f"must be >= 0, got {self.encoder.init_seed}")
+        if isinstance(self.encoder.num_heads, int) and self.encoder.num_heads < 1:
+            raise InvalidValue("encoder.num_heads", f"must be >= 1 or null, got {self.encoder.num_heads}")
 
     def check_runnable(self, source: str) -> None:
         """The fields a shipped recipe leaves for the user must be set."""
-        from pathlib import Path
-
-        from vjepa.config import ConfigError
-
         if self.encoder.checkpoint == "":
             raise ConfigError(
                 f"{source}: encoder.checkpoint is not set (use --set encoder.checkpoint=PATH, or "
@@ -344,19 +328,12 @@ class EvalConfig:
 
 def shipped_configs() -> list[str]:
     """Names of the eval recipes shipped in ``vjepa/configs/eval/``."""
-    from importlib.resources import files
-
     folder = files("vjepa") / "configs" / "eval"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def resolve_config(name_or_path: str) -> str:
     """A YAML path as given, or the path of a shipped recipe named ``name_or_path`` (e.g. ``vitl16_k400``)."""
-    from importlib.resources import files
-    from pathlib import Path
-
-    from vjepa.config import ConfigError
-
     if Path(name_or_path).is_file():
         return name_or_path
     shipped = files("vjepa") / "configs" / "eval" / f"{name_or_path}.yaml"
@@ -372,7 +349,5 @@ def load_eval_config(
     name_or_path: str, overrides: list[str] | tuple[str, ...] = ()
 ) -> tuple[EvalConfig, str]:
     """The strict config of a YAML file or shipped recipe, with ``--set`` overrides; returns it and its path."""
-    from vjepa.config import load_config
-
     path = resolve_config(name_or_path)
     return load_config(EvalConfig, path, overrides), path

@@ -235,13 +235,13 @@ def build_datasets(cfg: EvalConfig, data: ProbeData) -> dict[str, Dataset]:
             train = name == "train"
             out[name] = ImageDataset(
                 recs,
-                num_frames=d.frames_per_clip,
+                num_frames=d.num_frames,
                 crop=crop if train else None,
-                size=d.resolution,
+                resolution=d.resolution,
                 seed=cfg.seed,
             )
         return out
-    clip = ClipSpec(d.frames_per_clip, d.frame_step, d.num_segments)
+    clip = ClipSpec(d.num_frames, d.frame_step, d.num_segments)
     cache = None
     if d.clip_cache is not False:
         from vjepa.data.clip_cache import open_clip_cache

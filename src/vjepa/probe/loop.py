@@ -48,13 +48,11 @@ def frozen_encoder(cfg: EvalConfig, device: torch.device) -> tuple[VideoEncoder,
         info = {"checkpoint": str(enc_cfg.checkpoint), "which": enc_cfg.which}
     else:
         torch.manual_seed(enc_cfg.init_seed)
-        encoder = build_encoder(
-            enc_cfg.model, num_frames=cfg.data.frames_per_clip, img_size=cfg.data.resolution
-        )
+        encoder = build_encoder(enc_cfg.model, num_frames=cfg.data.num_frames, resolution=cfg.data.resolution)
         info = {"checkpoint": None, "random_init": enc_cfg.model, "init_seed": enc_cfg.init_seed}
-    names = ("data.frames_per_clip", "data.resolution")
+    names = ("data.num_frames", "data.resolution")
     source = info["checkpoint"] or enc_cfg.model
-    check_clip_fits(encoder.config, cfg.data.frames_per_clip, cfg.data.resolution, names, source)
+    check_clip_fits(encoder.config, cfg.data.num_frames, cfg.data.resolution, names, source)
     encoder.eval().requires_grad_(False).to(device)
     info["fingerprint"] = encoder_fingerprint(encoder)
     return encoder, info

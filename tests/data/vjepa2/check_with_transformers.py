@@ -69,7 +69,7 @@ def check_fixtures(tmp: Path) -> None:
 
 def check_ours(tmp: Path) -> None:
     torch.manual_seed(0)
-    cfg = EncoderConfig(embed_dim=96, depth=3, num_heads=3, num_frames=8, img_size=64, positions="rope")
+    cfg = EncoderConfig(embed_dim=96, depth=3, num_heads=3, num_frames=8, resolution=64, positions="rope")
     encoder = VideoEncoder(cfg).eval()
     predictor = build_predictor(
         encoder, predictor_embed_dim=48, depth=2, num_heads=4, num_mask_tokens=4
