@@ -81,8 +81,8 @@ def test_a_bug_shows_a_traceback_from_the_command() -> None:
 
 
 def test_bad_command_line_values_are_user_errors(tmp_path, capsys) -> None:
-    assert run_cli(["make-data", "synthetic", str(tmp_path / "d"), "--size", "4"]) == 2
-    assert "size >= 8" in capsys.readouterr().err
+    assert run_cli(["make-data", "synthetic", str(tmp_path / "d"), "--resolution", "4"]) == 2
+    assert "resolution >= 8" in capsys.readouterr().err
     assert run_cli(["encode", "--model", "vit_enormous"]) == 2
     assert "unknown model size 'vit_enormous'" in capsys.readouterr().err
 
