@@ -22,7 +22,7 @@ from vjepa.probe.heads import AttentiveGrid, make_grid
 from vjepa.probe.knn import KNNClassifier
 from vjepa.probe.metrics import classification_metrics, save_confusion_png
 from vjepa.probe.selection import HeadKeeper, SplitScores, select_head, trained_threshold
-from vjepa.probe.sources import CachedFeatures, FeatureBatch, OnlineFeatures, epoch_order, eval_share
+from vjepa.probe.sources import CachedFeatures, FeatureBatch, OnlineFeatures, epoch_order
 from vjepa.probe.training import (
     cosine_value,
     grid_optimizer,
@@ -32,7 +32,7 @@ from vjepa.probe.training import (
     train_grid,
     view_scores,
 )
-from vjepa.runtime import Runtime
+from vjepa.runtime import Runtime, share
 
 CPU = Runtime(torch.device("cpu"))
 
@@ -176,7 +176,7 @@ def test_weight_decay_groups_are_the_official_ones():
 
 def test_eval_sharding_counts_every_sample_once_and_training_shares_are_equal():
     for n, w in ((10, 3), (7, 2), (2, 4)):  # evaluation shares may be empty
-        shares = [eval_share(n, r, w) for r in range(w)]
+        shares = [np.asarray(share(n, r, w), dtype=np.int64) for r in range(w)]
         assert sorted(np.concatenate(shares).tolist()) == list(range(n))
     idx = np.arange(11)
     orders = [epoch_order(idx, 0, 2, r, 3) for r in range(3)]

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vjepa.data.draws import DrawKey
 from vjepa.data.errors import FailurePolicy, FailureTracker, SkippedVideo
 from vjepa.data.index import MixedIndex
+from vjepa.runtime import share
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +133,7 @@ class DrawSampler(Sampler[DrawKey]):
     def __iter__(self) -> Iterator[DrawKey]:
         order = self.epoch_order(self.epoch)
         base = self.epoch * self.epoch_size
-        for k in range(self.start, self.per_rank):
-            position = self.rank + k * self.world_size
+        for position in share(self.epoch_size, self.rank, self.world_size, skip=self.start):
             yield DrawKey(base + position, order[position], position >= self.num_samples)
 
     def __len__(self) -> int:

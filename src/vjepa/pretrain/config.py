@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from vjepa import config
 from vjepa.config import ConfigError, InvalidValue, check_range, load_config
 from vjepa.masks.multiblock import PAPER_SETTINGS, MultiBlockSetting
 from vjepa.runtime import PrecisionChoice
@@ -500,23 +500,13 @@ RESUMABLE_CHANGES = (
 
 
 def shipped_recipes() -> dict[str, Path]:
-    """The recipes shipped with the package: name -> YAML path."""
-    folder = resources.files("vjepa").joinpath("configs", "pretrain")
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith((".yaml", ".yml"))}
+    """The pretraining recipes shipped with the package: name -> YAML path."""
+    return config.shipped_recipes("pretrain")
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:
     """A YAML path, or the name of a shipped recipe (``vitl16``, ``tiny_cpu``, ...)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    recipes = shipped_recipes()
-    if str(name_or_path) in recipes:
-        return recipes[str(name_or_path)]
-    raise ConfigError(
-        f"{name_or_path}: neither a config file nor a shipped recipe; shipped recipes: "
-        f"{', '.join(sorted(recipes))}"
-    )
+    return config.resolve_recipe(name_or_path, "pretrain")
 
 
 def load_pretrain_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> PretrainConfig:
@@ -552,7 +542,4 @@ def load_run_config(
 
 
 def _positive(cfg: object, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if value < 1:
-            raise InvalidValue(name, f"must be >= 1, got {value}")
+    check_range(cfg, *names, low=1)

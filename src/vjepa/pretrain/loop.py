@@ -407,7 +407,7 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
     elif config.model.init_from:  # a new stage from another run's weights (V-JEPA 2 cooldown)
         for line in warm_start(model_parts(objective), config.model.init_from):
             log(runtime, f"init_from: {line}")
-    _barrier(runtime)  # every rank has set up before rank 0 writes into the directory
+    runtime.barrier()  # every rank has set up before rank 0 writes into the directory
     if runtime.is_main:
         _start_writing(config, run, start_step, runtime)
 
@@ -603,7 +603,7 @@ def _save(config: PretrainConfig, trainer: Trainer, stream, step: int, loss: flo
             world_size=trainer.runtime.world_size,
             loss=loss,
         )
-    _barrier(trainer.runtime)
+    trainer.runtime.barrier()
     return path
 
 
@@ -645,8 +645,3 @@ def _checkpoint_step(path: Path) -> int | str:
         return int(checkpoint_summary(path)["step"])
     except (ValueError, KeyError, CheckpointError):
         return "?"
-
-
-def _barrier(runtime: Runtime) -> None:
-    if runtime.distributed:
-        dist.barrier()

@@ -38,7 +38,6 @@ import torch.distributed as dist
 from torch import nn
 
 from vjepa.checkpoint import CheckpointError, atomic_write, safe_torch_load
-from vjepa.pretrain.distributed import barrier
 from vjepa.pretrain.state import FORMAT as STATE_FORMAT
 from vjepa.pretrain.state import LATEST, load_training_state, rng_state
 from vjepa.runtime import Runtime
@@ -142,7 +141,7 @@ def save_sharded(
     if runtime.is_main:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-    barrier(runtime)
+    runtime.barrier()
     model_state, optim_state = get_state_dict(objective, optimizer)
     with _single_process_note_off():
         dcp.save(
@@ -158,7 +157,7 @@ def save_sharded(
         os.replace(partial, final)
         _fsync_dir(checkpoint_dir)
         _prune(checkpoint_dir, step, keep_every)
-    barrier(runtime)
+    runtime.barrier()
     return final
 
 

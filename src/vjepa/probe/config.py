@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import Literal
 
 from vjepa.checkpoint import EncoderKey
-from vjepa.config import InvalidValue, check_range
+from vjepa.config import ConfigError, InvalidValue, check_range, load_config, resolve_recipe, shipped_recipes
+from vjepa.probe.checkpoint import ProbeArch
 from vjepa.runtime import PrecisionChoice
-
-if TYPE_CHECKING:
-    from vjepa.probe.checkpoint import ProbeArch
 
 Readout = Literal["attentive", "linear", "knn"]
 DataKind = Literal["video", "image"]
 SegmentMode = Literal["concat", "separate"]
-
-
-def _positive(owner: object, names: tuple[str, ...]) -> None:
-    for name in names:
-        if getattr(owner, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(owner, name)}")
 
 
 @dataclass
@@ -105,7 +98,7 @@ class DataSection:
     class_names: list[str] | None = None
 
     def __post_init__(self) -> None:
-        _positive(self, ("frames_per_clip", "frame_step", "num_segments", "num_views", "resolution"))
+        check_range(self, "frames_per_clip", "frame_step", "num_segments", "num_views", "resolution", low=1)
         if self.kind == "image" and (self.num_segments != 1 or self.num_views != 1):
             raise ValueError("image data has one segment and one view (num_segments = num_views = 1)")
         if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
@@ -169,8 +162,6 @@ class ProbeSection:
 
     def arch(self, embed_dim: int, num_classes: int, encoder_heads: int) -> ProbeArch:
         """The probe to train (``knn`` has none); more than one block: the V-JEPA 2 layout."""
-        from vjepa.probe.checkpoint import ProbeArch
-
         return ProbeArch(
             self.kind,  # type: ignore[arg-type]
             embed_dim,
@@ -211,7 +202,7 @@ class OptimizationSection:
     min_steps: int = 500
 
     def __post_init__(self) -> None:
-        _positive(self, ("epochs", "batch_size"))
+        check_range(self, "epochs", "batch_size", low=1)
         if self.min_steps < 0:
             raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
         if not self.lr or not self.weight_decay:
@@ -324,10 +315,6 @@ class EvalConfig:
 
     def check_runnable(self, source: str) -> None:
         """The fields a shipped recipe leaves for the user must be set."""
-        from pathlib import Path
-
-        from vjepa.config import ConfigError
-
         if self.encoder.checkpoint == "":
             raise ConfigError(
                 f"{source}: encoder.checkpoint is not set (use --set encoder.checkpoint=PATH, or "
@@ -344,35 +331,17 @@ class EvalConfig:
 
 def shipped_configs() -> list[str]:
     """Names of the eval recipes shipped in ``vjepa/configs/eval/``."""
-    from importlib.resources import files
-
-    folder = files("vjepa") / "configs" / "eval"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(shipped_recipes("eval"))
 
 
 def resolve_config(name_or_path: str) -> str:
     """A YAML path as given, or the path of a shipped recipe named ``name_or_path`` (e.g. ``vitl16_k400``)."""
-    from importlib.resources import files
-    from pathlib import Path
-
-    from vjepa.config import ConfigError
-
-    if Path(name_or_path).is_file():
-        return name_or_path
-    shipped = files("vjepa") / "configs" / "eval" / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return str(shipped)
-    raise ConfigError(
-        f"{name_or_path}: no such config file, and no shipped eval recipe of that name "
-        f"(shipped: {', '.join(shipped_configs())})"
-    )
+    return str(resolve_recipe(name_or_path, "eval"))
 
 
 def load_eval_config(
     name_or_path: str, overrides: list[str] | tuple[str, ...] = ()
 ) -> tuple[EvalConfig, str]:
     """The strict config of a YAML file or shipped recipe, with ``--set`` overrides; returns it and its path."""
-    from vjepa.config import load_config
-
     path = resolve_config(name_or_path)
     return load_config(EvalConfig, path, overrides), path
