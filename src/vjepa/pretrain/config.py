@@ -136,10 +136,15 @@ class MasksConfig:
     truncation: TruncationName = "official"
 
     @property
-    def num_settings(self) -> int:
+    def settings(self) -> list[MultiBlockSetting] | list[float]:
+        """The settings of ``kind``: one mask generator each."""
         if self.kind == "multiblock":
-            return len(self.multiblock)
-        return len(self.random_tube_ratios if self.kind == "random_tube" else self.causal_context_fractions)
+            return self.multiblock
+        return self.random_tube_ratios if self.kind == "random_tube" else self.causal_context_fractions
+
+    @property
+    def num_settings(self) -> int:
+        return len(self.settings)
 
     def __post_init__(self) -> None:
         if self.num_settings < 1:
