@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,14 +42,13 @@ from torch.utils.data import DataLoader, Dataset
 from vjepa.checkpoint import EncoderKey, atomic_write
 from vjepa.data.decode import VideoReader, read_image
 from vjepa.data.errors import VideoDecodeError
-from vjepa.data.index import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_csv_index, read_path_list
+from vjepa.data.inputs import InputKind, list_inputs, output_names
 from vjepa.data.transforms import CropBox, EvalViewSpec, crop_resize, eval_views, normalize
 from vjepa.errors import VjepaError, shown
 from vjepa.frozen_encoder import load_frozen_encoder
 from vjepa.models.encoder import VideoEncoder
 from vjepa.runtime import PrecisionChoice, Runtime, log_precision, setup, teardown
 
-InputKind = Literal["video", "image"]
 CropMode = Literal["center", "full"]
 OutputFormat = Literal["safetensors", "npy"]
 
@@ -120,47 +118,6 @@ def window_indices(num_frames: int, spec: ExtractSpec) -> np.ndarray:
     if starts[-1] + spec.span < num_frames:
         starts.append(num_frames - spec.span)  # cover the tail
     return np.asarray(starts)[:, None] + offsets[None]
-
-
-def list_inputs(inputs: Sequence[str | os.PathLike], kind: InputKind) -> list[str]:
-    """Files to extract from: CSV indexes (``<path> <label>``), folders (searched recursively for the
-    kind's extensions), path lists (``.txt``) and single files, in the order given.
-
-    Raises:
-        VjepaError: an input that does not exist, is not a regular file or folder, or lists no file.
-    """
-    exts = VIDEO_EXTENSIONS if kind == "video" else IMAGE_EXTENSIONS
-    files: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(exts))
-            if not found:
-                raise VjepaError(f"{shown(path)}: no files ending in {', '.join(exts)}")
-            files += found
-        elif not path.exists():
-            raise VjepaError(f"{shown(path)}: no such file or folder")
-        elif not path.is_file():
-            raise VjepaError(f"{shown(path)}: not a regular file or folder (a pipe, socket or device)")
-        elif path.suffix.lower() in (".csv", ".txt"):
-            reader = read_csv_index if path.suffix.lower() == ".csv" else read_path_list
-            listed = [r.path for r in reader(path)]
-            if not listed:
-                raise VjepaError(f"{shown(path)}: the index lists no files")
-            files += listed
-        else:
-            files.append(str(path))
-    if len(set(files)) != len(files):
-        twice = next(f for f in files if files.count(f) > 1)
-        raise VjepaError(f"an input file is listed twice: {shown(twice)}")
-    return files
-
-
-def output_names(files: Sequence[str]) -> list[str]:
-    """Each file's path relative to the files' common folder, without its suffix (unique by construction)."""
-    absolute = [os.path.abspath(f) for f in files]
-    root = os.path.commonpath([os.path.dirname(f) for f in absolute])
-    return [str(Path(os.path.relpath(f, root)).with_suffix("")) for f in absolute]
 
 
 def load_clip_frames(path: str, indices: np.ndarray | None, spec: ExtractSpec) -> Tensor:

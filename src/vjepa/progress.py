@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
+from tqdm import tqdm
+
 T = TypeVar("T")
 Mode = Literal["auto", "bar", "lines", "off"]
 
@@ -67,8 +69,6 @@ class Progress:
         self._lines_printed = 0
         self._bar = None
         if self.mode == "bar":
-            from tqdm import tqdm
-
             self._bar = tqdm(
                 total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=leave
             )

@@ -31,6 +31,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 from vjepa.pretrain.config import RuntimeConfig
@@ -102,9 +106,6 @@ def shard_objective(objective: nn.Module, runtime: Runtime, mixed_bf16: bool) ->
         runtime: the process group's device and size.
         mixed_bf16: compute with bf16 parameters (CUDA only; see the module docstring).
     """
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
     template = meta_copy(objective)
     mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
     policy = MixedPrecisionPolicy()
@@ -132,8 +133,6 @@ def _blocks(objective: nn.Module) -> Iterator[nn.Module]:
 
 def is_sharded(module: nn.Module) -> bool:
     """Whether ``fully_shard`` was applied to ``module``."""
-    from torch.distributed.fsdp import FSDPModule
-
     return isinstance(module, FSDPModule)
 
 
@@ -153,8 +152,6 @@ def full_objective(objective: nn.Module, sharding: Sharding | None, runtime: Run
     sharded; otherwise (a collective: every rank calls it) a plain copy on rank 0 and None elsewhere."""
     if sharding is None:
         return objective
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     state = get_model_state_dict(objective, options=options)  # full tensors on rank 0, empty elsewhere
     if not runtime.is_main:
@@ -184,6 +181,4 @@ def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
 def plain_tensor(value: Tensor) -> Tensor:
     """A DTensor's full value (e.g. a gradient norm computed over sharded gradients); other tensors as
     they are."""
-    from torch.distributed.tensor import DTensor
-
     return value.full_tensor() if isinstance(value, DTensor) else value

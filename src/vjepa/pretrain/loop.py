@@ -66,14 +66,13 @@ from vjepa.pretrain.state import (
 )
 from vjepa.pretrain.warm_start import warm_start
 from vjepa.progress import Progress, hms
+from vjepa.run_environment import record_run_environment
 from vjepa.runtime import (
     Precision,
     PrecisionDecision,
     Runtime,
     autocast,
     log,
-    record_run_environment,
-    resolve_precision,
     seed_everything,
     setup,
     teardown,
@@ -370,7 +369,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, *, resume: bool = Fals
         run_dir: the run directory (see :mod:`vjepa.pretrain.rundir` for the rules).
         resume: continue the run the directory holds (a missing or empty directory starts a new one).
     """
-    runtime = setup(config.runtime.device, config.runtime.threads)
+    runtime = setup(config.runtime.device, config.runtime.threads, config.runtime.precision)
     try:
         return fit(config, Path(run_dir), resume, runtime)
     finally:
@@ -412,7 +411,8 @@ def fit(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -
         _start_writing(config, run, start_step, runtime)
 
     model = wrap_for_training(objective, runtime)
-    decision = resolve_precision(config.runtime.precision, runtime.device)
+    decision = runtime.resolved(config.runtime.precision).decision
+    assert decision is not None
     record_run_environment(run.path, runtime, decision, start_step)
     trainer = Trainer(
         objective,

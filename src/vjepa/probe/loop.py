@@ -4,11 +4,13 @@ selection split -> its accuracy on the test split.
 The stages, top to bottom (one module each):
 
 1. data (:mod:`~vjepa.probe.data`): the indexes, labels checked before anything is computed;
-2. encoder: a checkpoint's ``target_encoder`` by default, or a random baseline;
+2. encoder (:mod:`vjepa.frozen_encoder`, shared with ``vjepa extract``): a checkpoint's ``target_encoder``
+   by default, or a random baseline, frozen and fingerprinted;
 3. sources (:mod:`~vjepa.probe.caching`, :mod:`~vjepa.probe.sources`): features on the fly or from a cache;
-4. readouts (:mod:`~vjepa.probe.readouts`, :mod:`~vjepa.probe.training`): per label fraction, the lr x
-   weight-decay grid of heads trained in one pass (or a k-NN bank), each head kept at its best epoch on the
-   selection split (:mod:`~vjepa.probe.selection`);
+4. readouts (:mod:`~vjepa.probe.readouts`, :mod:`~vjepa.probe.training`): per label fraction, the
+   configured :class:`~vjepa.probe.readouts.Readout` is fitted: the lr x weight-decay grid of heads trained
+   in one pass (attentive, linear) or a k-NN bank, each head kept at its best epoch on the selection split
+   (:mod:`~vjepa.probe.selection`);
 5. evaluation (:mod:`~vjepa.probe.evaluation`): one pass over the test split scoring every head;
 6. report (:mod:`~vjepa.probe.report`): ``metrics.json``, the table, the selected probes; heads that did
    not train are reported as such, and a fraction without a trained head fails the command.

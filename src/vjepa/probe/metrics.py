@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from vjepa.checkpoint import atomic_write
+from vjepa.figures import pyplot
 
 
 @dataclass
@@ -79,11 +80,7 @@ def save_confusion_png(
     title: str = "",
 ) -> None:
     """Row-normalized confusion matrix as a PNG (matplotlib, Agg backend; no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     counts = torch.tensor(confusion, dtype=torch.float64)
     rows = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
     c = counts.shape[0]

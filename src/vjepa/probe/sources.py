@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from vjepa.data.draws import DrawKey
 from vjepa.probe.features import FeatureCache, SegmentMode, encode_views
 from vjepa.runtime import Precision, share
 
@@ -75,8 +76,6 @@ class _Keyed(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[int, Any]:
         index, draw = key
         if self.fresh_draws:
-            from vjepa.data.draws import DrawKey
-
             return index, self.dataset[DrawKey(draw, index)]
         return index, self.dataset[index]
 
