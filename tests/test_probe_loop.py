@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -16,11 +17,13 @@ from vjepa.models.registry import EncoderConfig
 from vjepa.probe.attentive import AttentiveClassifier
 from vjepa.probe.caching import build_cache
 from vjepa.probe.config import OptimizationSection
+from vjepa.probe.config import Readout as ReadoutKind
 from vjepa.probe.evaluation import predict
 from vjepa.probe.features import CacheError, encode_views, open_cache, token_set_shape
 from vjepa.probe.heads import AttentiveGrid, make_grid
 from vjepa.probe.knn import KNNClassifier
 from vjepa.probe.metrics import classification_metrics, save_confusion_png
+from vjepa.probe.readouts import READOUTS, fit_knn, fit_probes
 from vjepa.probe.selection import HeadKeeper, SplitScores, select_head, trained_threshold
 from vjepa.probe.sources import CachedFeatures, FeatureBatch, OnlineFeatures, epoch_order
 from vjepa.probe.training import (
@@ -309,3 +312,10 @@ def test_knn_votes_with_temperature():
     torch.testing.assert_close(scores.sum(1), torch.ones(2))
     tokens = torch.tensor([[1.0, 0.0], [0.0, 1.0]])[:, None, None, :].expand(2, 3, 5, 2)  # [B, V, N, D]
     assert knn.predict(tokens).argmax(1).tolist() == [0, 1]
+
+
+def test_every_readout_is_one_entry_behind_the_same_interface():
+    assert set(READOUTS) == set(get_args(ReadoutKind))
+    assert READOUTS["knn"].fit is fit_knn and not READOUTS["knn"].trains and READOUTS["knn"].pooled
+    assert READOUTS["attentive"].fit is fit_probes and not READOUTS["attentive"].pooled
+    assert READOUTS["linear"].trains and READOUTS["linear"].pooled
