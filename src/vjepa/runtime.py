@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from vjepa.process_group import join_process_group
-from vjepa.progress import Progress, track
+from vjepa.progress import Mode, Progress, track
 from vjepa.threads import ThreadSettings, usable_cpus, user_thread_count, wait_policy
 
 PrecisionChoice = Literal["auto", "fp32", "bf16"]
@@ -97,9 +97,30 @@ class Runtime:
         """This rank's positions of ``count`` (see :func:`share`)."""
         return share(count, self.rank, self.world_size, skip)
 
-    def progress(self, total: int | None, desc: str, **options: Any) -> Progress:
-        """A :class:`vjepa.progress.Progress` shown by rank 0 only (``options``: its keyword arguments)."""
-        return Progress(total, desc, enabled=self.is_main, **options)
+    def progress(
+        self,
+        total: int | None,
+        desc: str,
+        *,
+        unit: str = "it",
+        initial: int = 0,
+        bar: bool = True,
+        lines: bool = True,
+    ) -> Progress:
+        """A run's main :class:`vjepa.progress.Progress`, shown by rank 0 only and kept when done.
+
+        Args:
+            total: units of work.
+            desc: what is being done.
+            unit: name of one unit.
+            initial: units already done (a resumed run).
+            bar: a bar when stderr is a terminal; False: always lines.
+            lines: False when the caller prints its own periodic lines.
+        """
+        mode: Mode = "auto" if bar else "lines"
+        return Progress(
+            total, desc, unit=unit, initial=initial, enabled=self.is_main, mode=mode, lines=lines, leave=True
+        )
 
     def track(self, items: Iterable[Any], total: int | None, desc: str, unit: str = "it") -> Iterator[Any]:
         """Iterate over ``items`` with a progress display on rank 0 (see :func:`vjepa.progress.track`)."""
