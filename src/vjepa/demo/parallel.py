@@ -38,7 +38,7 @@ class TaskFailed(RuntimeError):
 
 def _init_worker(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
+    import torch  # lazy on purpose: loaded after OMP_NUM_THREADS is set, which torch's OpenMP reads once
 
     torch.set_num_threads(threads)
 
