@@ -51,7 +51,7 @@ from trainer import step_trainer  # noqa: E402  (benchmarks/trainer.py)
 from vjepa.data.datasets import ClipSample  # noqa: E402
 from vjepa.data.draws import LOAD_STREAM, draw_rng  # noqa: E402
 from vjepa.data.loader import make_loader  # noqa: E402
-from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset  # noqa: E402
+from vjepa.data.synthetic import SyntheticSpec, default_object_size, write_synthetic_dataset  # noqa: E402
 from vjepa.masks import MaskCollator  # noqa: E402
 from vjepa.optim import set_lr_and_wd  # noqa: E402
 from vjepa.pretrain.config import PretrainConfig, load_pretrain_config  # noqa: E402
@@ -103,7 +103,7 @@ def demo_source(args: argparse.Namespace, root: Path) -> Path:
     if args.data is not None:
         return Path(args.data) / "train.csv"
     spec = SyntheticSpec(
-        num_frames=args.frames, resolution=args.size, object_size=max(4, args.size * 26 // 64), hold=2
+        num_frames=args.frames, resolution=args.size, object_size=default_object_size(args.size), hold=2
     )
     files = write_synthetic_dataset(root / "demo", num_train=args.demo_videos, num_val=4, spec=spec)
     return files.csvs["train"]

@@ -13,7 +13,14 @@ from vjepa.data.datasets import VideoClipDataset
 from vjepa.data.decode import VideoReader
 from vjepa.data.index import read_csv_index
 from vjepa.data.sampling import ClipSpec
-from vjepa.data.synthetic import MOTIONS, SHAPES, SyntheticSpec, generate_videos, write_synthetic_dataset
+from vjepa.data.synthetic import (
+    MOTIONS,
+    SHAPES,
+    SyntheticSpec,
+    default_object_size,
+    generate_videos,
+    write_synthetic_dataset,
+)
 from vjepa.data.transforms import CropSpec
 
 SPEC = SyntheticSpec()
@@ -161,3 +168,10 @@ def test_several_objects_move_together_and_keep_the_single_object_draws():
         )
         lit = (videos.frames[i, 0] != videos.frames[i, 0, 0, 0]).any(-1).sum()
         assert lit > (one.frames[i, 0] != one.frames[i, 0, 0, 0]).any(-1).sum()  # more objects, more pixels
+
+
+def test_one_object_size_rule_keeps_the_default_look_at_any_size():
+    assert default_object_size(64) == SyntheticSpec().object_size == 26
+    assert [default_object_size(s) for s in (8, 16, 96, 112, 224)] == [4, 6, 39, 46, 91]  # nearest, not floor
+    for size in range(8, 300):
+        SyntheticSpec(size=size, object_size=default_object_size(size), speeds=(1,))  # always a valid size

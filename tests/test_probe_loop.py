@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -17,13 +18,15 @@ from vjepa.models.registry import EncoderConfig
 from vjepa.probe.attentive import AttentiveClassifier
 from vjepa.probe.caching import build_cache
 from vjepa.probe.config import OptimizationSection
+from vjepa.probe.config import Readout as ReadoutKind
 from vjepa.probe.evaluation import predict
 from vjepa.probe.features import CacheError, encode_views, open_cache, token_set_shape
 from vjepa.probe.heads import AttentiveGrid, make_grid
 from vjepa.probe.knn import KNNClassifier
 from vjepa.probe.metrics import classification_metrics, save_confusion_png
+from vjepa.probe.readouts import READOUTS, fit_knn, fit_probes
 from vjepa.probe.selection import HeadKeeper, SplitScores, select_head, trained_threshold
-from vjepa.probe.sources import CachedFeatures, FeatureBatch, OnlineFeatures, epoch_order, eval_share
+from vjepa.probe.sources import CachedFeatures, FeatureBatch, OnlineFeatures, epoch_order
 from vjepa.probe.training import (
     cosine_value,
     grid_optimizer,
@@ -33,7 +36,7 @@ from vjepa.probe.training import (
     train_grid,
     view_scores,
 )
-from vjepa.runtime import Runtime
+from vjepa.runtime import Runtime, share
 
 CPU = Runtime(torch.device("cpu"))
 
@@ -177,7 +180,7 @@ def test_weight_decay_groups_are_the_official_ones():
 
 def test_eval_sharding_counts_every_sample_once_and_training_shares_are_equal():
     for n, w in ((10, 3), (7, 2), (2, 4)):  # evaluation shares may be empty
-        shares = [eval_share(n, r, w) for r in range(w)]
+        shares = [np.asarray(share(n, r, w), dtype=np.int64) for r in range(w)]
         assert sorted(np.concatenate(shares).tolist()) == list(range(n))
     idx = np.arange(11)
     orders = [epoch_order(idx, 0, 2, r, 3) for r in range(3)]
@@ -310,3 +313,10 @@ def test_knn_votes_with_temperature():
     torch.testing.assert_close(scores.sum(1), torch.ones(2))
     tokens = torch.tensor([[1.0, 0.0], [0.0, 1.0]])[:, None, None, :].expand(2, 3, 5, 2)  # [B, V, N, D]
     assert knn.predict(tokens).argmax(1).tolist() == [0, 1]
+
+
+def test_every_readout_is_one_entry_behind_the_same_interface():
+    assert set(READOUTS) == set(get_args(ReadoutKind))
+    assert READOUTS["knn"].fit is fit_knn and not READOUTS["knn"].trains and READOUTS["knn"].pooled
+    assert READOUTS["attentive"].fit is fit_probes and not READOUTS["attentive"].pooled
+    assert READOUTS["linear"].trains and READOUTS["linear"].pooled

@@ -140,3 +140,21 @@ def test_step_time_swings_warn_once_and_point_at_oversubscription():
     assert sum(w is not None for w in warnings) == 1
     text = next(w for w in warnings if w)
     assert "oversubscription" in text and "OMP_WAIT_POLICY=PASSIVE" in text and "runtime.threads=1" in text
+
+
+def test_the_run_context_shares_every_position_once_and_resolves_precision_once(monkeypatch):
+    for count, world in ((10, 3), (7, 2), (2, 4), (12, 4)):
+        shares = [rt.Runtime(CPU, rank=r, world_size=world).share(count) for r in range(world)]
+        assert sorted(p for s in shares for p in s) == list(range(count))
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    assert list(rt.share(12, 1, 4, skip=2)) == [9]  # a resumed pass skips this rank's first two
+    by_hand = rt.Runtime(CPU)
+    assert by_hand.precision == "fp32" and by_hand.decision is None
+    resolved = by_hand.resolved("fp32")
+    assert resolved.decision is not None and resolved.decision.requested == "fp32"
+    monkeypatch.setattr(rt, "resolve_precision", lambda *a: pytest.fail("resolved twice"))
+    assert resolved.resolved("bf16") is resolved  # setup's (or the first) decision stands
+    with resolved.autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    resolved.barrier()  # single process: nothing to wait for
+    assert list(resolved.track(range(3), 3, "x")) == [0, 1, 2]

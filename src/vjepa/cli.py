@@ -458,9 +458,11 @@ def _add_masks(commands: argparse._SubParsersAction) -> None:
 def _masks(args: argparse.Namespace) -> int:
     # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.mask_viz import draw_config_masks
+    from vjepa.pretrain.config import load_pretrain_config
 
+    config = load_pretrain_config(args.config, args.set)
     for path in draw_config_masks(
-        args.config, args.set, args.out, video=args.video, gif=args.gif, seed=args.seed
+        config, args.config, args.out, video=args.video, gif=args.gif, seed=args.seed
     ):
         print(f"wrote {path}")
     return 0

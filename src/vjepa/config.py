@@ -23,6 +23,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -278,6 +279,30 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     data = _renamed_tree(read_yaml(path), source) if path is not None else {}
     data = apply_overrides(data, overrides)
     return from_dict(cls, data, source=source)
+
+
+def shipped_recipes(kind: str) -> dict[str, Path]:
+    """The recipes shipped in ``vjepa/configs/<kind>/`` (``pretrain``, ``eval``): name -> YAML path."""
+    folder = resources.files("vjepa").joinpath("configs", kind)
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith((".yaml", ".yml"))}
+
+
+def resolve_recipe(name_or_path: str | Path, kind: str) -> Path:
+    """A YAML path as given, or the path of the shipped ``kind`` recipe named ``name_or_path``.
+
+    Raises:
+        ConfigError: neither, naming the shipped recipes.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    recipes = shipped_recipes(kind)
+    if str(name_or_path) in recipes:
+        return recipes[str(name_or_path)]
+    raise ConfigError(
+        f"{name_or_path}: neither a config file nor a shipped recipe; shipped {kind} recipes: "
+        f"{', '.join(sorted(recipes))}"
+    )
 
 
 def save_config(config: Any, path: str | Path) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,23 +37,17 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from vjepa.checkpoint import EncoderKey, check_clip_fits, load_pretrained
+from vjepa.checkpoint import EncoderKey
+from vjepa.data.decode import VideoReader, read_image
+from vjepa.data.errors import VideoDecodeError
+from vjepa.data.inputs import list_inputs, output_names
 from vjepa.data.sampling import ClipConfig, MediaKind
+from vjepa.data.transforms import CropBox, EvalViewSpec, crop_resize, eval_views, normalize
 from vjepa.errors import VjepaError, shown
+from vjepa.frozen_encoder import load_frozen_encoder
 from vjepa.io import FEATURES_FORMAT, atomic_write, write_json, write_safetensors
 from vjepa.models.encoder import VideoEncoder
-from vjepa.probe.features import encoder_fingerprint
-from vjepa.progress import track
-from vjepa.runtime import (
-    PrecisionChoice,
-    Runtime,
-    autocast,
-    log,
-    log_precision,
-    resolve_precision,
-    setup,
-    teardown,
-)
+from vjepa.runtime import PrecisionChoice, Runtime, log_precision, setup, teardown
 
 CropMode = Literal["center", "full"]
 OutputFormat = Literal["safetensors", "npy"]
@@ -125,54 +118,8 @@ def window_indices(num_frames: int, spec: ExtractSpec) -> np.ndarray:
     return np.asarray(starts)[:, None] + offsets[None]
 
 
-def list_inputs(inputs: Sequence[str | os.PathLike], kind: MediaKind) -> list[str]:
-    """Files to extract from: CSV indexes (``<path> <label>``), folders (searched recursively for the
-    kind's extensions), path lists (``.txt``) and single files, in the order given.
-
-    Raises:
-        VjepaError: an input that does not exist, is not a regular file or folder, or lists no file.
-    """
-    from vjepa.data.index import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_csv_index, read_path_list
-
-    exts = VIDEO_EXTENSIONS if kind == "video" else IMAGE_EXTENSIONS
-    files: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(exts))
-            if not found:
-                raise VjepaError(f"{shown(path)}: no files ending in {', '.join(exts)}")
-            files += found
-        elif not path.exists():
-            raise VjepaError(f"{shown(path)}: no such file or folder")
-        elif not path.is_file():
-            raise VjepaError(f"{shown(path)}: not a regular file or folder (a pipe, socket or device)")
-        elif path.suffix.lower() in (".csv", ".txt"):
-            reader = read_csv_index if path.suffix.lower() == ".csv" else read_path_list
-            listed = [r.path for r in reader(path)]
-            if not listed:
-                raise VjepaError(f"{shown(path)}: the index lists no files")
-            files += listed
-        else:
-            files.append(str(path))
-    if len(set(files)) != len(files):
-        twice = next(f for f in files if files.count(f) > 1)
-        raise VjepaError(f"an input file is listed twice: {shown(twice)}")
-    return files
-
-
-def output_names(files: Sequence[str]) -> list[str]:
-    """Each file's path relative to the files' common folder, without its suffix (unique by construction)."""
-    absolute = [os.path.abspath(f) for f in files]
-    root = os.path.commonpath([os.path.dirname(f) for f in absolute])
-    return [str(Path(os.path.relpath(f, root)).with_suffix("")) for f in absolute]
-
-
 def load_clip_frames(path: str, indices: np.ndarray | None, spec: ExtractSpec) -> Tensor:
     """Decode and transform one window (or one image when ``indices`` is None) to ``[3, T, S, S]``."""
-    from vjepa.data.decode import VideoReader, read_image
-    from vjepa.data.transforms import CropBox, EvalViewSpec, crop_resize, eval_views, normalize
-
     if indices is None:
         frames = read_image(path)[None]  # [1, H, W, 3]
     else:
@@ -208,8 +155,6 @@ class _Windows(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[_Item, Tensor | None, str]:
-        from vjepa.data.errors import VideoDecodeError
-
         item = self.items[i]
         try:
             return item, load_clip_frames(self.files[item.file], item.indices, self.spec), ""
@@ -254,73 +199,96 @@ def extract_features(
         files: input files (videos or images, per ``spec.kind``).
         out_dir: output folder.
         spec: windows, transform and output settings.
-        runtime: rank and device (default: this process on the encoder's device); each rank takes every
-            world_size-th file.
+        runtime: rank, device and precision (default: this process on the encoder's device, precision
+            ``spec.precision``); each rank takes every world_size-th file.
         encoder_info: what identifies the encoder, for the manifest.
     """
-    from vjepa.data.decode import VideoReader
-    from vjepa.data.errors import VideoDecodeError
-
-    device = next(encoder.parameters()).device
-    runtime = runtime or Runtime(device)
+    runtime = (runtime or Runtime(next(encoder.parameters()).device)).resolved(spec.precision)
+    log_precision(runtime, runtime.decision)  # type: ignore[arg-type]
     out_dir = Path(out_dir)
     names = output_names(files)
-    mine = list(range(runtime.rank, len(files), runtime.world_size))
-    decision = resolve_precision(spec.precision, device)
-    log_precision(runtime, decision)
-    report = ExtractReport(precision=decision.as_dict())
-    items: list[_Item] = []
-    windows_of: dict[int, int] = {}
-    frame_indices: dict[int, np.ndarray] = {}  # [W, T] per video
-    for f in mine:
-        if spec.kind == "image":
-            items.append(_Item(f, 0, None))
-            windows_of[f] = 1
-            continue
-        try:
-            with VideoReader(files[f]) as reader:
-                n = reader.verified_num_frames()
-        except VideoDecodeError as err:
-            report.failed[files[f]] = err.reason
-            continue
-        w = window_indices(n, spec)
-        windows_of[f] = len(w)
-        frame_indices[f] = w
-        items += [_Item(f, k, w[k]) for k in range(len(w))]
+    report = ExtractReport(precision=runtime.decision.as_dict())  # type: ignore[union-attr]
+    plan = plan_windows(files, runtime.share(len(files)), spec, report.failed)
     loader = DataLoader(
-        _Windows(files, items, spec),
+        _Windows(files, plan.items, spec),
         batch_size=spec.batch_size,
         collate_fn=_collate,
         num_workers=spec.num_workers,
     )
-    pending: dict[int, list[Tensor | None]] = {}
-    batches = math.ceil(len(items) / spec.batch_size)
-    for batch in track(loader, batches, "extracting", unit="batch", enabled=runtime.is_main):
-        good = [(item, clip) for item, clip, _ in batch if clip is not None]
+    pending: dict[int, list[Tensor | None]] = {}  # file -> its windows' features so far
+    batches = math.ceil(len(plan.items) / spec.batch_size)
+    for batch in runtime.track(loader, batches, "extracting", unit="batch"):
         for item, clip, reason in batch:
             if clip is None:
                 report.failed[files[item.file]] = reason
-        feats: list[Tensor] = []
-        if good:
-            clips = torch.stack([c for _, c in good]).to(device)  # [b, 3, T, S, S]
-            with torch.no_grad(), autocast(decision.precision, device):
-                tokens = encoder(clips)  # [b, N, D]
-            tokens = tokens.float()
-            feats = list((tokens.mean(dim=1) if spec.pooled else tokens).cpu())
-        for (item, _), feat in zip(good, feats, strict=True):
-            pending.setdefault(item.file, [None] * windows_of[item.file])[item.window] = feat
+        for item, feat in _encode(encoder, batch, spec, runtime):
+            pending.setdefault(item.file, [None] * plan.windows_of[item.file])[item.window] = feat
         for f in sorted(pending):
             parts = pending[f]
             if files[f] in report.failed:
                 del pending[f]
             elif all(p is not None for p in parts):
-                feats_f = torch.stack(parts)  # type: ignore[arg-type]
-                report.written += _write(out_dir, names[f], feats_f, frame_indices.get(f), spec)
+                feats_f = torch.stack(parts)  # type: ignore[arg-type]  # [W, ...]
+                report.written += _write(out_dir, names[f], feats_f, plan.frame_indices.get(f), spec)
                 del pending[f]
     report.manifest = _write_manifest(
         out_dir, files, names, spec, encoder, encoder_info or {}, report, runtime
     )
     return report
+
+
+@dataclass
+class WindowPlan:
+    """The windows this rank encodes.
+
+    Args:
+        items: one per window (or image), file by file.
+        windows_of: ``{file: number of windows}``.
+        frame_indices: ``{file: [W, T] frame indices}`` of every video.
+    """
+
+    items: list[_Item] = field(default_factory=list)
+    windows_of: dict[int, int] = field(default_factory=dict)
+    frame_indices: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def plan_windows(
+    files: Sequence[str], mine: Sequence[int], spec: ExtractSpec, failed: dict[str, str]
+) -> WindowPlan:
+    """The windows of the files ``mine`` (positions in ``files``); a video that cannot be opened goes into
+    ``failed`` (``{file: reason}``)."""
+    plan = WindowPlan()
+    for f in mine:
+        if spec.kind == "image":
+            plan.items.append(_Item(f, 0, None))
+            plan.windows_of[f] = 1
+            continue
+        try:
+            with VideoReader(files[f]) as reader:
+                n = reader.verified_num_frames()
+        except VideoDecodeError as err:
+            failed[files[f]] = err.reason
+            continue
+        w = window_indices(n, spec)  # [W, T]
+        plan.windows_of[f] = len(w)
+        plan.frame_indices[f] = w
+        plan.items += [_Item(f, k, w[k]) for k in range(len(w))]
+    return plan
+
+
+def _encode(
+    encoder: VideoEncoder, batch: list[tuple[_Item, Tensor | None, str]], spec: ExtractSpec, runtime: Runtime
+) -> list[tuple[_Item, Tensor]]:
+    """``(item, features)`` of the decoded clips of a batch: ``[N, D]`` tokens, or ``[D]`` when pooled."""
+    good = [(item, clip) for item, clip, _ in batch if clip is not None]
+    if not good:
+        return []
+    clips = torch.stack([c for _, c in good]).to(runtime.device)  # [b, 3, T, S, S]
+    with torch.no_grad(), runtime.autocast():
+        tokens = encoder(clips)  # [b, N, D]
+    tokens = tokens.float()
+    feats = (tokens.mean(dim=1) if spec.pooled else tokens).cpu()  # [b, D] or [b, N, D]
+    return [(item, feat) for (item, _), feat in zip(good, feats, strict=True)]
 
 
 def _write(
@@ -408,7 +376,7 @@ def run_extract(
 ) -> ExtractReport:
     """``vjepa extract``: load the chosen encoder of ``checkpoint`` and extract ``inputs`` into ``out_dir``
     (``threads``: CPU intra-op threads, None for the default of :func:`vjepa.runtime.configure_threads`)."""
-    runtime = setup(device, threads)
+    runtime = setup(device, threads, spec.precision)
     try:
         return _run_extract(inputs, out_dir, checkpoint, which, spec, num_heads, runtime)
     finally:
@@ -428,17 +396,16 @@ def _run_extract(
     if out.exists() and not out.is_dir():
         raise VjepaError(f"{shown(out)}: exists and is not a folder (--out names the output folder)")
     files = list_inputs(inputs, spec.kind)
-    pretrained = load_pretrained(checkpoint, num_heads=num_heads)
-    encoder = pretrained.encoder(which)
-    source = str(pretrained.meta.get("source", checkpoint))
-    check_clip_fits(
-        encoder.config, spec.num_frames, spec.resolution, ("--num-frames", "--resolution"), source
+    frozen = load_frozen_encoder(
+        checkpoint, which, num_heads=num_heads, num_frames=spec.num_frames, resolution=spec.resolution,
+        names=("--num-frames", "--resolution"), device=runtime.device,
+    )  # fmt: skip
+    info = {"checkpoint": frozen.source, "which": which, "fingerprint": frozen.fingerprint}
+    runtime.log(
+        f"extracting {len(files)} {spec.kind} file(s) with the {which} of {frozen.source} -> {out_dir}"
     )
-    encoder.eval().requires_grad_(False).to(runtime.device)
-    info = {"checkpoint": source, "which": which, "fingerprint": encoder_fingerprint(encoder)}
-    log(runtime, f"extracting {len(files)} {spec.kind} file(s) with the {which} of {source} -> {out_dir}")
-    report = extract_features(encoder, files, out_dir, spec, runtime=runtime, encoder_info=info)
-    log(runtime, f"wrote {len(report.written)} file(s) and {report.manifest}; {len(report.failed)} failed")
+    report = extract_features(frozen.encoder, files, out_dir, spec, runtime=runtime, encoder_info=info)
+    runtime.log(f"wrote {len(report.written)} file(s) and {report.manifest}; {len(report.failed)} failed")
     for path, reason in report.failed.items():
-        log(runtime, f"  failed: {shown(path)}: {reason}")
+        runtime.log(f"  failed: {shown(path)}: {reason}")
     return report

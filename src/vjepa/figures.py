@@ -15,9 +15,9 @@ CONTEXT, TARGET, DROPPED = 0, 1, 2
 _TINT = {TARGET: np.array([230, 60, 40]), DROPPED: np.array([120, 120, 120])}
 
 
-def _pyplot():
-    # Lazy on purpose: matplotlib is slow to import, and the Agg backend must be chosen before pyplot loads.
-    import matplotlib
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    import matplotlib  # lazy on purpose: matplotlib takes about a second to import, needed only for a figure
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -88,7 +88,7 @@ def plot_masks(
         settings: name -> ``[T', H', W']`` token states.
         path: the PNG to write.
     """
-    plt = _pyplot()
+    plt = pyplot()
     steps = next(iter(settings.values())).shape[0]
     fig, axes = plt.subplots(
         len(settings), steps, figsize=(1.6 * steps, 1.7 * len(settings) + 0.4), squeeze=False
@@ -129,7 +129,7 @@ def plot_curves(
     logy: bool = False,
 ) -> Path:
     """Line plot of named (x, y) series."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for name, (x, y) in series.items():
         ax.plot(x, y, label=name, linewidth=1.2)
@@ -155,7 +155,7 @@ def plot_bars(
 ) -> Path:
     """Grouped bars with error bars: ``groups[group][bar] = (mean, spread)``; an optional dashed reference line
     (e.g. chance)."""
-    plt = _pyplot()
+    plt = pyplot()
     group_names = list(groups)
     bar_names = list(dict.fromkeys(b for g in groups.values() for b in g))
     width = 0.8 / max(1, len(bar_names))
@@ -203,7 +203,7 @@ def plot_pca(
         frames: ``[T, H, W, 3]`` uint8.
         rows: name -> ``[T', H', W', 3]`` colours from :func:`pca_colours`.
     """
-    plt = _pyplot()
+    plt = pyplot()
     depth = next(iter(rows.values())).shape[0]
     cols = list(np.linspace(0, depth - 1, min(steps, depth)).round().astype(int))
     fig, axes = plt.subplots(

@@ -18,15 +18,15 @@ that swing by more than 2x, the sign of other processes competing for the cores.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
-import json
 import os
 import platform
 import random
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -36,6 +36,7 @@ import torch.distributed as dist
 from vjepa.config import InvalidValue
 from vjepa.errors import InvalidArgument
 from vjepa.process_group import join_process_group
+from vjepa.progress import Mode, Progress, track
 from vjepa.threads import ThreadSettings, usable_cpus, user_thread_count, wait_policy
 
 PrecisionChoice = Literal["auto", "fp32", "bf16"]
@@ -80,7 +81,9 @@ _ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", 
 
 @dataclass(frozen=True)
 class Runtime:
-    """The process's place in the run.
+    """The run context: the process's place in the run and how it computes, resolved once by :func:`setup`;
+    every command (pretraining, probes, extraction, the demo) asks it for autocast, barriers, progress and
+    its share of the work instead of doing its own.
 
     Args:
         device: where tensors live.
@@ -88,6 +91,7 @@ class Runtime:
         world_size: number of processes.
         local_rank: rank on this node (selects the GPU).
         threads: the CPU thread settings :func:`setup` made (None when built by hand).
+        decision: the resolved precision and why (None when built by hand: fp32).
     """
 
     device: torch.device
@@ -95,6 +99,7 @@ class Runtime:
     world_size: int = 1
     local_rank: int = 0
     threads: ThreadSettings | None = None
+    decision: PrecisionDecision | None = None
 
     @property
     def distributed(self) -> bool:
@@ -103,6 +108,77 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def precision(self) -> Precision:
+        """The precision this run computes in (``fp32`` unless resolved otherwise)."""
+        return "fp32" if self.decision is None else self.decision.precision
+
+    def autocast(self, precision: Precision | None = None) -> contextlib.AbstractContextManager:
+        """Autocast of the run's precision (or ``precision``) on the run's device."""
+        return autocast(precision or self.precision, self.device)
+
+    def barrier(self) -> None:
+        """Wait for every rank (nothing when single-process)."""
+        if self.distributed:
+            dist.barrier()
+
+    def share(self, count: int, skip: int = 0) -> range:
+        """This rank's positions of ``count`` (see :func:`share`)."""
+        return share(count, self.rank, self.world_size, skip)
+
+    def progress(
+        self,
+        total: int | None,
+        desc: str,
+        *,
+        unit: str = "it",
+        initial: int = 0,
+        bar: bool = True,
+        lines: bool = True,
+    ) -> Progress:
+        """A run's main :class:`vjepa.progress.Progress`, shown by rank 0 only and kept when done.
+
+        Args:
+            total: units of work.
+            desc: what is being done.
+            unit: name of one unit.
+            initial: units already done (a resumed run).
+            bar: a bar when stderr is a terminal; False: always lines.
+            lines: False when the caller prints its own periodic lines.
+        """
+        mode: Mode = "auto" if bar else "lines"
+        return Progress(
+            total, desc, unit=unit, initial=initial, enabled=self.is_main, mode=mode, lines=lines, leave=True
+        )
+
+    def track(self, items: Iterable[Any], total: int | None, desc: str, unit: str = "it") -> Iterator[Any]:
+        """Iterate over ``items`` with a progress display on rank 0 (see :func:`vjepa.progress.track`)."""
+        return track(items, total, desc, unit=unit, enabled=self.is_main)
+
+    def log(self, message: str) -> None:
+        """Print from rank 0 only."""
+        log(self, message)
+
+    def resolved(self, requested: str) -> Runtime:
+        """This runtime with its precision resolved from ``requested`` if :func:`setup` did not resolve one
+        (a runtime built by hand, e.g. by a library caller)."""
+        if self.decision is not None:
+            return self
+        return dataclasses.replace(self, decision=resolve_precision(requested, self.device))
+
+
+def share(count: int, rank: int, world_size: int, skip: int = 0) -> range:
+    """The positions of ``count`` that rank ``rank`` of ``world_size`` takes: ``rank, rank + W, ...``
+    (every position exactly once over the ranks), without its first ``skip`` (a resumed pass).
+
+    Args:
+        count: positions to share.
+        rank: this process's rank.
+        world_size: number of ranks W.
+        skip: positions of this rank's share already done.
+    """
+    return range(rank + skip * world_size, count, world_size)
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -150,13 +226,15 @@ def configure_threads(threads: int | None = None) -> ThreadSettings:
     return ThreadSettings(count, source, usable, policy, policy_source)
 
 
-def setup(device: str = "auto", threads: int | None = None) -> Runtime:
+def setup(device: str = "auto", threads: int | None = None, precision: str | None = None) -> Runtime:
     """Start the run: join the torchrun process group when launched by torchrun (gloo on CPU, NCCL on
-    CUDA), pick the device, set the CPU thread count (see :func:`configure_threads`).
+    CUDA), pick the device, set the CPU thread count (see :func:`configure_threads`), resolve the precision
+    (see :func:`resolve_precision`; printed by the caller with :func:`log_precision`).
 
     Args:
         device: ``auto`` | ``cpu`` | ``cuda``.
         threads: intra-op CPU threads (None: the default of :func:`configure_threads`).
+        precision: ``auto`` | ``fp32`` | ``bf16`` (None: fp32, nothing resolved).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -167,7 +245,8 @@ def setup(device: str = "auto", threads: int | None = None) -> Runtime:
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         join_process_group("nccl" if dev.type == "cuda" else "gloo", rank, world_size)
-    return Runtime(dev, rank, world_size, local_rank, thread_settings)
+    decision = None if precision is None else resolve_precision(precision, dev)
+    return Runtime(dev, rank, world_size, local_rank, thread_settings, decision)
 
 
 def teardown() -> None:
@@ -362,51 +441,6 @@ def log_precision(runtime: Runtime | None, decision: PrecisionDecision) -> None:
     log(runtime, decision.describe())
     if decision.warning and (runtime is None or runtime.is_main):
         print(f"WARNING: {decision.warning}", file=sys.stderr, flush=True)
-
-
-def record_run_environment(run_dir: Path, runtime: Runtime, decision: PrecisionDecision, step: int) -> None:
-    """Print the precision and the threads, and append them to ``run_dir/runtime.json`` (one entry per
-    session of a run, from rank 0).
-
-    Args:
-        run_dir: the run folder.
-        runtime: the process's runtime.
-        decision: the resolved precision.
-        step: the step the session starts at.
-    """
-    log_precision(runtime, decision)
-    if runtime.threads is not None:
-        log(runtime, runtime.threads.describe())
-    if not runtime.is_main:
-        return
-    path = run_dir / "runtime.json"
-    sessions = json.loads(path.read_text()) if path.is_file() else []
-    sessions.append({"start_step": step, **run_environment(runtime, decision)})
-    path.write_text(json.dumps(sessions, indent=2) + "\n")
-
-
-def run_environment(runtime: Runtime, decision: PrecisionDecision) -> dict[str, Any]:
-    """What a run folder records about where it ran: device, threads, CPU bf16 facts, precision."""
-    info: dict[str, Any] = {
-        "device": str(runtime.device),
-        "world_size": runtime.world_size,
-        "torch": torch.__version__,
-        "precision": decision.as_dict(),
-    }
-    if runtime.threads is not None:
-        info["threads"] = asdict(runtime.threads)
-    if runtime.device.type == "cpu":
-        support = cpu_bf16_support()
-        info["cpu"] = {
-            "machine": platform.machine(),
-            "torch_kernels": support.torch_kernels,
-            "bf16_flags": list(support.bf16_flags),
-            "onednn_isa_limit": support.onednn_isa_limit,
-            "native_bf16": support.native,
-        }
-    elif runtime.device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(runtime.device)
-    return info
 
 
 def log(runtime: Runtime | None, message: str) -> None:

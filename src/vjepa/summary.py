@@ -8,7 +8,7 @@ import torch
 
 from vjepa.checkpoint import load_pretrained
 from vjepa.models import MODEL_SIZES, VJEPA2_MODELS, VideoEncoder, build_encoder, encoder_config
-from vjepa.runtime import autocast, configure_threads, log_precision, resolve_precision
+from vjepa.runtime import log_precision, setup
 
 
 def trainable_parameters(module: torch.nn.Module) -> int:
@@ -61,8 +61,7 @@ def encode_demo_clip(
     """Build or load an encoder, encode a generated clip (smooth moving noise) on the CPU, print what
     happened. ``precision`` is ``auto | fp32 | bf16`` (see :func:`vjepa.runtime.resolve_precision`);
     ``threads`` the CPU threads (None: the default of :func:`vjepa.runtime.configure_threads`)."""
-    thread_settings = configure_threads(threads)
-    decision = resolve_precision(precision, torch.device("cpu"))
+    runtime = setup("cpu", threads, precision)
     if checkpoint:
         encoder: VideoEncoder = load_pretrained(checkpoint, num_heads=num_heads).encoder(which)  # type: ignore[arg-type]
         what = f"{which} of {checkpoint}"
@@ -76,13 +75,13 @@ def encode_demo_clip(
         [torch.roll(base, shifts=2 * t, dims=-1) for t in range(num_frames)], dim=2
     )  # [B,3,T,H,W]
     start = time.perf_counter()
-    with torch.inference_mode(), autocast(decision.precision, torch.device("cpu")):
+    with torch.inference_mode(), runtime.autocast():
         tokens = encoder(clip)
     seconds = time.perf_counter() - start
     grid = encoder.config.token_grid(num_frames, resolution)
     print(f"encoder: {what}, {trainable_parameters(encoder):,} parameters")
-    log_precision(None, decision)
-    print(thread_settings.describe())
+    log_precision(None, runtime.decision)  # type: ignore[arg-type]
+    print(runtime.threads.describe())  # type: ignore[union-attr]
     print(
         f"clip {tuple(clip.shape)} -> tokens {tuple(tokens.shape)} (grid {grid.as_tuple()}) in {seconds:.2f} s"
     )

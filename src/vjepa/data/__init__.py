@@ -10,6 +10,8 @@ Modules (import from them directly; this package imports nothing so that importi
 - `clip_cache`: `ClipCache`, decoded videos on disk read back memory-mapped; `open_clip_cache` decides.
 - `clip_frames`: a draw's clip frames, decoded or from the clip cache (the same either way).
 - `synthetic`: the built-in procedural motion/appearance dataset.
+- `synthetic_clips`: `SyntheticClipDataset`, training clips of synthetic videos rendered in memory.
+- `inputs`: a command's input files from CSV indexes, folders, path lists or single files.
 - `loader`: `DrawSampler`, `DataStream`, `make_loader` (workers, ranks, resume, failure accounting).
 - `draws`, `errors`: draw keys and per-draw seeding; bad-file errors, policy and tracker.
 """

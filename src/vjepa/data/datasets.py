@@ -12,7 +12,7 @@ it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,7 +182,31 @@ class _RobustDataset(Dataset):
         )
 
 
-class VideoClipDataset(_RobustDataset):
+class _VideoFileDataset(_RobustDataset):
+    """A dataset of video files: each draw's clips are decoded (or read from the clip cache) with the
+    settings its subclass sets."""
+
+    min_frames: int
+    max_short_side: int | None
+    decode_threads: int
+    clip_cache: ClipCache | None
+
+    def _read_clips(
+        self, record: VideoRecord, sample: Callable[[int, float], np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(frames [num_clips, T, H, W, 3] uint8, indices [num_clips, T] int64)`` of the windows ``sample``
+        picks (given the frame count and the frame rate)."""
+        return read_video_clips(
+            record.path,
+            max_short_side=self.max_short_side,
+            threads=self.decode_threads,
+            min_frames=self.min_frames,
+            sample_indices=sample,
+            cache=self.clip_cache,
+        )
+
+
+class VideoClipDataset(_VideoFileDataset):
     """Video clips for pretraining (or for training a probe, with `allow_overlap=True` and its own crop).
 
     Args:
@@ -243,14 +267,7 @@ class VideoClipDataset(_RobustDataset):
                 rng=rng,
             )
 
-        return read_video_clips(
-            record.path,
-            max_short_side=self.max_short_side,
-            threads=self.decode_threads,
-            min_frames=self.min_frames,
-            sample_indices=sample,
-            cache=self.clip_cache,
-        )
+        return self._read_clips(record, sample)
 
     def augment(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """Random resized crop, flip and normalization of each clip: [C, T, H, W, 3] uint8 -> [C, 3, T, S, S]
@@ -268,7 +285,7 @@ class VideoClipDataset(_RobustDataset):
         return ClipSample(clip, record.label, k.draw, index, record.path, indices, skipped)
 
 
-class EvalVideoDataset(_RobustDataset):
+class EvalVideoDataset(_VideoFileDataset):
     """Deterministic evaluation samples: num_clips temporal segments x spatial views.
 
     Args:
@@ -308,14 +325,7 @@ class EvalVideoDataset(_RobustDataset):
         def sample(n: int, fps: float) -> np.ndarray:
             return clip_indices(n, self.clip_spec, fps=fps, random_window=False, allow_overlap=True)
 
-        frames, indices = read_video_clips(
-            record.path,
-            max_short_side=self.max_short_side,
-            threads=self.decode_threads,
-            min_frames=self.min_frames,
-            sample_indices=sample,
-            cache=self.clip_cache,
-        )
+        frames, indices = self._read_clips(record, sample)
         clips = torch.stack([eval_views(f, self.views) for f in frames])  # [C, V, 3, T, S, S]
         return clips, torch.from_numpy(indices)
 

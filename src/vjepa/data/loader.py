@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vjepa.data.draws import DrawKey
 from vjepa.data.errors import FailurePolicy, FailureTracker, SkippedVideo
 from vjepa.data.index import MixedIndex
+from vjepa.runtime import share
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +133,7 @@ class DrawSampler(Sampler[DrawKey]):
     def __iter__(self) -> Iterator[DrawKey]:
         order = self.epoch_order(self.epoch)
         base = self.epoch * self.epoch_size
-        for k in range(self.start, self.per_rank):
-            position = self.rank + k * self.world_size
+        for position in share(self.epoch_size, self.rank, self.world_size, skip=self.start):
             yield DrawKey(base + position, order[position], position >= self.num_samples)
 
     def __len__(self) -> int:
@@ -320,13 +320,9 @@ def make_loader(
         rank: override the distributed rank.
         world_size: override the distributed world size.
     """
-    if weights is None and shuffle:
-        weights = getattr(dataset, "index", None)
-    if isinstance(weights, MixedIndex):
-        weights = weights.weights
     sampler = DrawSampler(
         len(dataset),
-        weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+        weights=_record_weights(dataset, weights, shuffle),
         num_samples=num_samples,
         shuffle=shuffle,
         seed=seed,
@@ -347,3 +343,14 @@ def make_loader(
         failure_policy=failure_policy or getattr(dataset, "failure_policy", None),
         seed=seed,
     )
+
+
+def _record_weights(
+    dataset: Dataset, weights: MixedIndex | np.ndarray | Sequence[float] | None, shuffle: bool
+) -> np.ndarray | None:
+    """``[N]`` sampling weights: the given ones, else (when shuffling) those of the dataset's own index."""
+    if weights is None and shuffle:
+        weights = getattr(dataset, "index", None)
+    if isinstance(weights, MixedIndex):
+        weights = weights.weights
+    return None if weights is None else np.asarray(weights, dtype=np.float64)

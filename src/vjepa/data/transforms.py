@@ -210,6 +210,13 @@ def resize_short_side(frames: np.ndarray | torch.Tensor, short_side: int) -> tor
     return F.interpolate(t, size=out, mode="bilinear", align_corners=False, antialias=False)
 
 
+def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size x size`` window of ``[..., H, W]`` frames (a view; H, W >= size)."""
+    h, w = frames.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return frames[..., top : top + size, left : left + size]
+
+
 def eval_views(frames: np.ndarray | torch.Tensor, spec: EvalViewSpec) -> torch.Tensor:
     """The deterministic evaluation views of one clip.
 
@@ -223,9 +230,7 @@ def eval_views(frames: np.ndarray | torch.Tensor, spec: EvalViewSpec) -> torch.T
     s = spec.resolution
     if spec.num_views == 1:
         resized = resize_short_side(frames, int(s * 256 / 224))  # [T, 3, H', W']
-        h, w = resized.shape[-2:]
-        top, left = (h - s) // 2, (w - s) // 2
-        return normalize(resized[..., top : top + s, left : left + s].float()).unsqueeze(0)
+        return normalize(center_crop(resized, s).float()).unsqueeze(0)
     resized = resize_short_side(frames, s)
     h, w = resized.shape[-2:]
     views = []

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from vjepa.errors import VjepaError
-from vjepa.runtime import log
+from vjepa.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -44,24 +41,30 @@ class TaskFailed(RuntimeError):
 
 def _init_worker(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch  # lazy on purpose: loaded after OMP_NUM_THREADS is set, which torch's OpenMP reads once
+
     torch.set_num_threads(threads)
 
 
 def run_tasks(tasks: Sequence[Task], workers: int, what: str, threads_per_worker: int = 1) -> dict[str, Any]:
     """Run ``tasks`` on ``workers`` processes (in this process when ``workers`` is 1) and return
-    ``{key: result}``; prints a line per finished task with an estimate of the time left.
+    ``{key: result}``; prints a progress line per finished task with an estimate of the time left.
 
     Raises:
         TaskFailed: the first task that raised (the others are cancelled).
     """
+    with Progress(len(tasks), "  demo", unit=what, mode="lines", interval_s=0.0) as progress:
+        return _run_tasks(tasks, workers, what, threads_per_worker, progress)
+
+
+def _run_tasks(
+    tasks: Sequence[Task], workers: int, what: str, threads_per_worker: int, progress: Progress
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    start = time.perf_counter()
 
     def done(key: str, value: Any) -> None:
         results[key] = value
-        elapsed = time.perf_counter() - start
-        left = elapsed / len(results) * (len(tasks) - len(results))  # the measured rate, all workers included
-        log(None, f"  {what} {len(results)}/{len(tasks)} done: {key} ({elapsed:.0f} s, ~{left:.0f} s left)")
+        progress.update(1, last=key)  # the rate measured so far, all workers included, gives the time left
 
     if workers <= 1:
         for task in tasks:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from vjepa import config
 from vjepa.checkpoint import EncoderKey
 from vjepa.config import ConfigError, InvalidValue, check_range, load_config
 from vjepa.data.clip_cache import CacheMode
@@ -88,14 +88,14 @@ class DataConfig(ClipConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive(self, "batch_size", "synthetic_videos")
+        check_range(self, "batch_size", "synthetic_videos", low=1)
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.dataset_weights is not None and len(self.dataset_weights) != len(self.datasets):
             raise ValueError(
                 f"dataset_weights has {len(self.dataset_weights)} entries for {len(self.datasets)} datasets"
             )
-        _positive(self, "synthetic_resolution", "synthetic_num_frames")
+        check_range(self, "synthetic_resolution", "synthetic_num_frames", low=1)
         check_range(self, "random_resize_scale", low=0, high=1, low_open=True)
         check_range(self, "random_resize_aspect_ratio", low=0, low_open=True)
         check_range(self, "dataset_weights", low=0, optional=True)
@@ -136,10 +136,15 @@ class MasksConfig:
     truncation: Truncation = "official"
 
     @property
-    def num_settings(self) -> int:
+    def settings(self) -> list[MultiBlockSetting] | list[float]:
+        """The settings of ``kind``: one mask generator each."""
         if self.kind == "multiblock":
-            return len(self.multiblock)
-        return len(self.random_tube_ratios if self.kind == "random_tube" else self.causal_context_fractions)
+            return self.multiblock
+        return self.random_tube_ratios if self.kind == "random_tube" else self.causal_context_fractions
+
+    @property
+    def num_settings(self) -> int:
+        return len(self.settings)
 
     def __post_init__(self) -> None:
         if self.num_settings < 1:
@@ -199,7 +204,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.name = canonical_name(self.name)
-        _positive(self, "tubelet_size", "pred_depth", "pred_embed_dim")
+        check_range(self, "tubelet_size", "pred_depth", "pred_embed_dim", low=1)
         check_range(
             self, "patch_size", "pred_num_heads", "embed_dim", "depth", "num_heads", low=1, optional=True
         )
@@ -259,7 +264,7 @@ class OptimizationConfig:
     cooldown: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive(self, "epochs", "ipe", "accumulation_steps")
+        check_range(self, "epochs", "ipe", "accumulation_steps", low=1)
         if self.cooldown < 0 or (self.lr_schedule == "wsd") != (self.cooldown > 0):
             raise ValueError(
                 f"cooldown (epochs of decay) must be > 0 with lr_schedule 'wsd' and 0 otherwise, got {self.cooldown}"
@@ -397,7 +402,7 @@ class LoggingConfig:
     export: bool = True
 
     def __post_init__(self) -> None:
-        _positive(self, "log_every", "monitor_every", "checkpoint_every")
+        check_range(self, "log_every", "monitor_every", "checkpoint_every", low=1)
         if self.keep_every is not None and self.keep_every < 1:
             raise ValueError(f"keep_every must be >= 1 or null, got {self.keep_every}")
 
@@ -505,23 +510,13 @@ RESUMABLE_CHANGES = (
 
 
 def shipped_recipes() -> dict[str, Path]:
-    """The recipes shipped with the package: name -> YAML path."""
-    folder = resources.files("vjepa").joinpath("configs", "pretrain")
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith((".yaml", ".yml"))}
+    """The pretraining recipes shipped with the package: name -> YAML path."""
+    return config.shipped_recipes("pretrain")
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:
     """A YAML path, or the name of a shipped recipe (``vitl16``, ``tiny_cpu``, ...)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    recipes = shipped_recipes()
-    if str(name_or_path) in recipes:
-        return recipes[str(name_or_path)]
-    raise ConfigError(
-        f"{name_or_path}: neither a config file nor a shipped recipe; shipped recipes: "
-        f"{', '.join(sorted(recipes))}"
-    )
+    return config.resolve_recipe(name_or_path, "pretrain")
 
 
 def load_pretrain_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> PretrainConfig:
@@ -554,10 +549,3 @@ def load_run_config(
         return load_config(PretrainConfig, saved, overrides), Path(run_dir)
     path = resolve_recipe(config)
     return load_config(PretrainConfig, path, overrides), Path(run_dir or Path("runs") / path.stem)
-
-
-def _positive(cfg: object, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if value < 1:
-            raise InvalidValue(name, f"must be >= 1, got {value}")

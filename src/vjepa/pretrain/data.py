@@ -8,64 +8,21 @@ checkpoints.
 
 from __future__ import annotations
 
-import torch
 from torch.utils.data import Dataset
 
 from vjepa.config import ConfigError
 from vjepa.data.clip_cache import open_clip_cache
-from vjepa.data.datasets import ClipSample, VideoClipDataset
-from vjepa.data.draws import LOAD_STREAM, DrawKey, as_draw_key, draw_rng
+from vjepa.data.datasets import VideoClipDataset
 from vjepa.data.index import load_mixed_index
 from vjepa.data.loader import DataStream, dist_rank_and_world_size, make_loader
-from vjepa.data.sampling import ClipSpec, train_clip_indices
-from vjepa.data.synthetic import SyntheticSpec, SyntheticVideos, generate_videos
-from vjepa.data.transforms import CropSpec, max_useful_short_side, train_transform
+from vjepa.data.sampling import ClipSpec
+from vjepa.data.synthetic_clips import synthetic_clip_dataset
+from vjepa.data.transforms import CropSpec, max_useful_short_side
 from vjepa.grid import TokenGrid
 from vjepa.masks import MaskCollator, make_mask_generators
 from vjepa.masks.base import MaskGenerator
 from vjepa.pretrain.config import DataConfig, MasksConfig, PretrainConfig
 from vjepa.runtime import log
-
-
-class SyntheticClipDataset(Dataset):
-    """Training clips of the built-in synthetic videos, rendered in memory (no files, no decoding).
-
-    Sampling and augmentation follow the file datasets: a random window (frame step ``clip.frame_step``),
-    one random resized crop and flip per clip, all drawn from the sample's ``(seed, draw)`` generator.
-
-    Args:
-        videos: the rendered videos.
-        clip: clip shape.
-        crop: augmentation.
-        seed: data seed.
-    """
-
-    def __init__(self, videos: SyntheticVideos, clip: ClipSpec, crop: CropSpec, seed: int) -> None:
-        if clip.num_clips != 1:
-            raise ValueError("SyntheticClipDataset makes one clip per sample")
-        self.videos = videos
-        self.clip_spec = clip
-        self.crop = crop
-        self.seed = seed
-        self.labels = videos.appearance * 4 + videos.motion  # [N] the combined label
-
-    def __len__(self) -> int:
-        return len(self.videos.frames)
-
-    def __getitem__(self, key: DrawKey | int) -> ClipSample:
-        k = as_draw_key(key)
-        rng = draw_rng(self.seed, k.draw, 0, LOAD_STREAM)
-        video = self.videos.frames[k.index]  # [T_video, H, W, 3] uint8
-        indices = train_clip_indices(video.shape[0], self.clip_spec, rng)  # [1, T]
-        clip = train_transform(video[indices[0]], self.crop, rng)[0]  # [3, T, S, S]
-        return ClipSample(
-            clip,
-            int(self.labels[k.index]),
-            k.draw,
-            k.index,
-            f"synthetic/{k.index:06d}",
-            torch.from_numpy(indices),
-        )
 
 
 def build_dataset(data: DataConfig, seed: int) -> Dataset:
@@ -83,11 +40,9 @@ def build_dataset(data: DataConfig, seed: int) -> Dataset:
         flip=data.horizontal_flip,
     )
     if data.source == "synthetic":
-        size = data.synthetic_resolution
-        object_size = max(4, min(size // 2, round(size * 26 / 64)))  # the default look at any size
-        spec = SyntheticSpec(num_frames=data.synthetic_num_frames, resolution=size, object_size=object_size)
-        videos = generate_videos(spec, data.synthetic_videos, seed=seed)
-        return SyntheticClipDataset(videos, clip, crop, seed)
+        return synthetic_clip_dataset(
+            data.synthetic_videos, data.synthetic_num_frames, data.synthetic_resolution, clip, crop, seed
+        )
     if not data.datasets:
         raise ConfigError(
             "data.datasets is empty: list CSV index files (--set data.datasets=[train.csv]), or set "
@@ -111,13 +66,7 @@ def build_dataset(data: DataConfig, seed: int) -> Dataset:
 
 def build_mask_generators(masks: MasksConfig, grid: TokenGrid) -> list[MaskGenerator]:
     """One generator per mask setting of ``masks``."""
-    if masks.kind == "multiblock":
-        settings: list = list(masks.multiblock)
-    elif masks.kind == "random_tube":
-        settings = list(masks.random_tube_ratios)
-    else:
-        settings = list(masks.causal_context_fractions)
-    return make_mask_generators(masks.kind, grid, settings, masks.truncation)
+    return make_mask_generators(masks.kind, grid, list(masks.settings), masks.truncation)
 
 
 def build_stream(config: PretrainConfig, grid: TokenGrid, pin_memory: bool = False) -> DataStream:

@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
@@ -183,8 +182,3 @@ def plain_tensor(value: Tensor) -> Tensor:
     """A DTensor's full value (e.g. a gradient norm computed over sharded gradients); other tensors as
     they are."""
     return value.full_tensor() if isinstance(value, DTensor) else value
-
-
-def barrier(runtime: Runtime) -> None:
-    if runtime.distributed:
-        dist.barrier()

@@ -28,13 +28,14 @@ from vjepa.pretrain.rundir import (
     saved_config,
     write_header,
 )
-from vjepa.pretrain.saving import barrier, checkpoint_step, export_models, save_checkpoint
+from vjepa.pretrain.saving import checkpoint_step, export_models, save_checkpoint
 from vjepa.pretrain.setup import Trainer, build_trainer, model_parts
 from vjepa.pretrain.state import LATEST, complete_kept_checkpoint, periodic_name
 from vjepa.pretrain.step import StepResult, TrainingDiverged, train_step
 from vjepa.pretrain.warm_start import warm_start
 from vjepa.progress import Progress, hms
-from vjepa.runtime import PrecisionDecision, Runtime, log, record_run_environment, setup, teardown
+from vjepa.run_environment import record_run_environment
+from vjepa.runtime import PrecisionDecision, Runtime, log, setup, teardown
 from vjepa.threads import StepTimeWatch
 
 __all__ = ["FitResult", "TrainingDiverged", "fit", "pretrain"]  # TrainingDiverged: what the CLI catches
@@ -79,7 +80,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, *, resume: bool = Fals
         run_dir: the run directory (see :mod:`vjepa.pretrain.rundir` for the rules).
         resume: continue the run the directory holds (a missing or empty directory starts a new one).
     """
-    runtime = setup(config.runtime.device, config.runtime.threads)
+    runtime = setup(config.runtime.device, config.runtime.threads, config.runtime.precision)
     try:
         run = check_run_dir(config, Path(run_dir), resume, runtime)
         trainer = build_trainer(config, runtime)
@@ -116,7 +117,7 @@ def start_session(config: PretrainConfig, run: RunDir, trainer: Trainer) -> tupl
     elif config.model.init_from:  # a new stage from another run's weights (V-JEPA 2 cooldown)
         for line in warm_start(model_parts(objective), config.model.init_from):
             log(runtime, f"init_from: {line}")
-    barrier(runtime)  # every rank has set up before rank 0 writes into the directory
+    runtime.barrier()  # every rank has set up before rank 0 writes into the directory
     if runtime.is_main:
         _start_writing(config, run, start_step, runtime)
     assert trainer.decision is not None

@@ -55,7 +55,7 @@ def save_checkpoint(config: PretrainConfig, trainer: Trainer, step: int, loss: f
             world_size=trainer.runtime.world_size,
             loss=loss,
         )
-    barrier(trainer.runtime)
+    trainer.runtime.barrier()
     return path
 
 
@@ -98,9 +98,3 @@ def checkpoint_step(path: Path) -> int | str:
         return int(checkpoint_summary(path)["step"])
     except (ValueError, KeyError, CheckpointError):
         return "?"
-
-
-def barrier(runtime: Runtime) -> None:
-    """Wait for every rank (nothing on one process)."""
-    if runtime.distributed:
-        dist.barrier()

@@ -26,7 +26,7 @@ from vjepa.pretrain.data import build_stream
 from vjepa.pretrain.distributed import Sharding, prepare_objective, wrap_for_training
 from vjepa.pretrain.objective import JEPAObjective
 from vjepa.pretrain.schedules import Schedules
-from vjepa.runtime import Precision, PrecisionDecision, Runtime, resolve_precision, seed_everything
+from vjepa.runtime import Precision, PrecisionDecision, Runtime, seed_everything
 
 
 @dataclass
@@ -89,7 +89,8 @@ def build_trainer(
     opt = config.optimization
     optimizer = build_optimizer(groups, betas=opt.betas, eps=opt.eps, device=runtime.device)
     model = wrap_for_training(objective, runtime, ddp=ddp)
-    decision = resolve_precision(config.runtime.precision, runtime.device)
+    decision = runtime.resolved(config.runtime.precision).decision
+    assert decision is not None
     schedules = Schedules(opt)
     return Trainer(
         objective, model, optimizer, schedules, decision.precision, runtime, sharding, stream, decision

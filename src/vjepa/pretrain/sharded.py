@@ -40,7 +40,6 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from vjepa.io import SHARDED_STATE_FORMAT, CheckpointError, atomic_write, first_line, safe_torch_load
-from vjepa.pretrain.distributed import barrier
 from vjepa.pretrain.state import FORMAT as STATE_FORMAT
 from vjepa.pretrain.state import LATEST, load_training_state, rng_state
 from vjepa.runtime import Runtime
@@ -140,7 +139,7 @@ def save_sharded(
     if runtime.is_main:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-    barrier(runtime)
+    runtime.barrier()
     model_state, optim_state = get_state_dict(objective, optimizer)
     with _single_process_note_off():
         dcp.save(
@@ -156,7 +155,7 @@ def save_sharded(
         os.replace(partial, final)
         _fsync_dir(checkpoint_dir)
         _prune(checkpoint_dir, step, keep_every)
-    barrier(runtime)
+    runtime.barrier()
     return final
 
 

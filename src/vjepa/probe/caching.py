@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch.distributed as dist
+import numpy as np
 from torch.utils.data import Dataset
 
 from vjepa.models.encoder import VideoEncoder
@@ -22,8 +22,7 @@ from vjepa.probe.features import (
     records_fingerprint,
     token_set_shape,
 )
-from vjepa.probe.sources import CachedFeatures, FeatureSource, OnlineFeatures, eval_share
-from vjepa.progress import track
+from vjepa.probe.sources import CachedFeatures, FeatureSource, OnlineFeatures
 from vjepa.runtime import Precision, Runtime, log
 
 
@@ -45,18 +44,18 @@ def build_cache(
 ) -> FeatureCache:
     """Encode every sample once (each rank its share) into a new cache, then open it."""
     writer = CacheWriter(root, shape, dtype, create=runtime.is_main)  # type: ignore[arg-type]
-    _barrier(runtime)
-    mine = eval_share(len(online), runtime.rank, runtime.world_size)
+    runtime.barrier()
+    mine = np.asarray(runtime.share(len(online)), dtype=np.int64)
     start = time.perf_counter()
     batches = online.batches(mine, batch_size, 0)
     total = math.ceil(len(mine) / batch_size)
-    for batch in track(batches, total, f"caching {root}", unit="batch", enabled=runtime.is_main):
+    for batch in runtime.track(batches, total, f"caching {root}", unit="batch"):
         writer.write(batch.index, batch.tokens, batch.labels, batch.counted)
     writer.flush()
-    _barrier(runtime)
+    runtime.barrier()
     if runtime.is_main:
         writer.finish(pinned, {**info, "seconds": round(time.perf_counter() - start, 2)})
-    _barrier(runtime)
+    runtime.barrier()
     cache = open_cache(root, pinned)
     assert cache is not None
     return cache
@@ -67,11 +66,11 @@ def feature_sources(
     encoder: VideoEncoder,
     encoder_info: dict[str, Any],
     datasets: dict[str, Dataset],
-    precision: Precision,
     runtime: Runtime,
 ) -> dict[str, FeatureSource]:
-    """One source per split (``train``, ``val``, maybe ``selection``): on the fly, or cached."""
-    d = cfg.data
+    """One source per split (``train``, ``val``, maybe ``selection``): on the fly, or cached (the encoder
+    runs in ``runtime.precision``)."""
+    d, precision = cfg.data, runtime.precision
     online = {
         name: OnlineFeatures(
             encoder,
@@ -143,8 +142,3 @@ def _open_or_none(root: Path, pinned: dict[str, Any], overwrite: bool) -> Featur
         if overwrite:
             return None
         raise
-
-
-def _barrier(runtime: Runtime) -> None:
-    if runtime.distributed:
-        dist.barrier()

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
 from vjepa.checkpoint import EncoderKey
-from vjepa.config import ConfigError, InvalidValue, check_range, load_config
+from vjepa.config import ConfigError, InvalidValue, check_range, load_config, resolve_recipe, shipped_recipes
 from vjepa.data.clip_cache import CacheMode
 from vjepa.data.sampling import ClipConfig, MediaKind
 from vjepa.probe.checkpoint import ProbeArch
@@ -24,12 +23,6 @@ from vjepa.probe.features import CacheDtype, SegmentMode
 from vjepa.runtime import RuntimeSpec
 
 Readout = Literal["attentive", "linear", "knn"]
-
-
-def _positive(owner: object, names: tuple[str, ...]) -> None:
-    for name in names:
-        if getattr(owner, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(owner, name)}")
 
 
 @dataclass
@@ -104,7 +97,7 @@ class DataSection(ClipConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive(self, ("num_segments", "num_views"))
+        check_range(self, "num_segments", "num_views", low=1)
         if self.kind == "image" and (self.num_segments != 1 or self.num_views != 1):
             raise ValueError("image data has one segment and one view (num_segments = num_views = 1)")
         if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
@@ -208,7 +201,7 @@ class OptimizationSection:
     min_steps: int = 500
 
     def __post_init__(self) -> None:
-        _positive(self, ("epochs", "batch_size"))
+        check_range(self, "epochs", "batch_size", low=1)
         if self.min_steps < 0:
             raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
         if not self.lr or not self.weight_decay:
@@ -328,21 +321,12 @@ class EvalConfig(RuntimeSpec):
 
 def shipped_configs() -> list[str]:
     """Names of the eval recipes shipped in ``vjepa/configs/eval/``."""
-    folder = files("vjepa") / "configs" / "eval"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(shipped_recipes("eval"))
 
 
 def resolve_config(name_or_path: str) -> str:
     """A YAML path as given, or the path of a shipped recipe named ``name_or_path`` (e.g. ``vitl16_k400``)."""
-    if Path(name_or_path).is_file():
-        return name_or_path
-    shipped = files("vjepa") / "configs" / "eval" / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return str(shipped)
-    raise ConfigError(
-        f"{name_or_path}: no such config file, and no shipped eval recipe of that name "
-        f"(shipped: {', '.join(shipped_configs())})"
-    )
+    return str(resolve_recipe(name_or_path, "eval"))
 
 
 def load_eval_config(

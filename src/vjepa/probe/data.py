@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from vjepa.data.clip_cache import open_clip_cache
+from vjepa.data.datasets import EvalVideoDataset, ImageDataset, VideoClipDataset
 from vjepa.data.index import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -29,6 +31,8 @@ from vjepa.data.index import (
     read_csv_index,
     read_folder_index,
 )
+from vjepa.data.sampling import ClipSpec
+from vjepa.data.transforms import CropSpec, EvalViewSpec
 from vjepa.errors import VjepaError
 from vjepa.probe.config import EvalConfig
 
@@ -222,10 +226,6 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
 
 def build_datasets(cfg: EvalConfig, data: ProbeData) -> dict[str, Dataset]:
     """One dataset per index: training (one view, augmented if asked) and scoring splits (``num_views``)."""
-    from vjepa.data.datasets import EvalVideoDataset, ImageDataset, VideoClipDataset
-    from vjepa.data.sampling import ClipSpec
-    from vjepa.data.transforms import CropSpec, EvalViewSpec
-
     d = cfg.data
     records = {name: index.records for name, index in data.indexes.items()}
     out: dict[str, Dataset] = {}
@@ -244,8 +244,6 @@ def build_datasets(cfg: EvalConfig, data: ProbeData) -> dict[str, Dataset]:
     clip = ClipSpec(d.num_frames, d.frame_step, d.num_segments)
     cache = None
     if d.clip_cache is not False:
-        from vjepa.data.clip_cache import open_clip_cache
-
         paths = [r.path for recs in records.values() for r in recs]
         cache = open_clip_cache(
             d.clip_cache, paths, d.decode_short_side, cache_dir=d.clip_cache_dir, max_gb=d.clip_cache_max_gb

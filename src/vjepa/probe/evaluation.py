@@ -12,8 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from vjepa.probe.sources import FeatureSource, MemoryFeatures, SubsetSource, eval_share
-from vjepa.progress import track
+from vjepa.probe.sources import FeatureSource, MemoryFeatures, SubsetSource
 from vjepa.runtime import Runtime
 
 Scorer = Callable[[Tensor], Tensor]  # tokens [B, V, N, D] -> scores [G, B, ...] (G heads)
@@ -49,13 +48,11 @@ def predict(
     desc: str = "scoring",
 ) -> Predictions:
     """Score every sample of ``source`` once, then gather (every sample, counted or not)."""
-    mine = eval_share(len(source), runtime.rank, runtime.world_size)
+    mine = np.asarray(runtime.share(len(source)), dtype=np.int64)
     parts: dict[str, list[Tensor]] = {"index": [], "labels": [], "counted": [], "scores": []}
     total = math.ceil(len(mine) / batch_size)
     with torch.no_grad():
-        for batch in track(
-            source.batches(mine, batch_size, 0), total, desc, unit="batch", enabled=runtime.is_main
-        ):
+        for batch in runtime.track(source.batches(mine, batch_size, 0), total, desc, unit="batch"):
             parts["index"].append(batch.index.cpu())
             parts["labels"].append(batch.labels.cpu())
             parts["counted"].append(batch.counted.cpu())

@@ -98,17 +98,6 @@ def token_set_shape(
 # ---------------------------------------------------------------------------------------------- fingerprints
 
 
-def encoder_fingerprint(encoder: nn.Module) -> str:
-    """SHA-256 of the encoder's state (names, shapes, dtypes, values): the same weights give the same
-    fingerprint whichever file format they were loaded from."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(encoder.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
 def records_fingerprint(records: Iterable[Any]) -> str:
     """SHA-256 of an index's (path, label) lines."""
     digest = hashlib.sha256()

@@ -28,6 +28,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call, vmap
 
 from vjepa.probe.attentive import AttentiveClassifier
 from vjepa.probe.linear import LinearClassifier
@@ -149,8 +150,6 @@ class StackedGrid(HeadGrid):
     """
 
     def forward(self, tokens: Tensor) -> Tensor:  # [B, N, D] -> [G, B, C]
-        from torch.func import functional_call, vmap
-
         model = self.heads[0]
         buffers = dict(model.named_buffers())  # the same in every head
 

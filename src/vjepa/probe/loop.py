@@ -4,11 +4,13 @@ selection split -> its accuracy on the test split.
 The stages, top to bottom (one module each):
 
 1. data (:mod:`~vjepa.probe.data`): the indexes, labels checked before anything is computed;
-2. encoder: a checkpoint's ``target_encoder`` by default, or a random baseline;
+2. encoder (:mod:`vjepa.frozen_encoder`, shared with ``vjepa extract``): a checkpoint's ``target_encoder``
+   by default, or a random baseline, frozen and fingerprinted;
 3. sources (:mod:`~vjepa.probe.caching`, :mod:`~vjepa.probe.sources`): features on the fly or from a cache;
-4. readouts (:mod:`~vjepa.probe.readouts`, :mod:`~vjepa.probe.training`): per label fraction, the lr x
-   weight-decay grid of heads trained in one pass (or a k-NN bank), each head kept at its best epoch on the
-   selection split (:mod:`~vjepa.probe.selection`);
+4. readouts (:mod:`~vjepa.probe.readouts`, :mod:`~vjepa.probe.training`): per label fraction, the
+   configured :class:`~vjepa.probe.readouts.Readout` is fitted: the lr x weight-decay grid of heads trained
+   in one pass (attentive, linear) or a k-NN bank, each head kept at its best epoch on the selection split
+   (:mod:`~vjepa.probe.selection`);
 5. evaluation (:mod:`~vjepa.probe.evaluation`): one pass over the test split scoring every head;
 6. report (:mod:`~vjepa.probe.report`): ``metrics.json``, the table, the selected probes; heads that did
    not train are reported as such, and a fraction without a trained head fails the command.
@@ -24,38 +26,35 @@ import numpy as np
 import torch
 
 from vjepa.config import save_config
+from vjepa.frozen_encoder import freeze_encoder, load_frozen_encoder
+from vjepa.models import build_encoder
 from vjepa.models.encoder import VideoEncoder
 from vjepa.probe.caching import feature_sources
-from vjepa.probe.checkpoint import ProbeArch
 from vjepa.probe.config import EvalConfig
 from vjepa.probe.data import ProbeData, build_datasets, holdout_split, load_probe_data, stratified_subset
 from vjepa.probe.evaluation import pool_features, predict
-from vjepa.probe.features import encoder_fingerprint
-from vjepa.probe.readouts import Fitted, ReadoutContext, fill_selection, fit_readout
+from vjepa.probe.readouts import READOUTS, Fitted, ReadoutContext, fill_selection, fit_readout
 from vjepa.probe.report import TRAINED_RULE, build_report, check_trained, summary_lines, write_outputs
 from vjepa.probe.sources import FeatureSource, SubsetSource
-from vjepa.runtime import Runtime, log, log_precision, resolve_precision, setup, teardown
+from vjepa.runtime import Runtime, log, log_precision, setup, teardown
 
 
 def frozen_encoder(cfg: EvalConfig, device: torch.device) -> tuple[VideoEncoder, dict[str, Any]]:
-    """The encoder to evaluate, frozen, and what identifies it."""
-    from vjepa.checkpoint import check_clip_fits, load_pretrained
-    from vjepa.models import build_encoder
-
-    enc_cfg = cfg.encoder
+    """The encoder to evaluate, frozen, and what identifies it: a checkpoint's encoder, or a random baseline."""
+    enc_cfg, d = cfg.encoder, cfg.data
+    clip = {"num_frames": d.num_frames, "resolution": d.resolution, "device": device}
+    names = ("data.num_frames", "data.resolution")
     if enc_cfg.checkpoint:
-        encoder = load_pretrained(enc_cfg.checkpoint, num_heads=enc_cfg.num_heads).encoder(enc_cfg.which)
+        frozen = load_frozen_encoder(
+            enc_cfg.checkpoint, enc_cfg.which, num_heads=enc_cfg.num_heads, names=names, **clip
+        )
         info = {"checkpoint": str(enc_cfg.checkpoint), "which": enc_cfg.which}
     else:
         torch.manual_seed(enc_cfg.init_seed)
-        encoder = build_encoder(enc_cfg.model, num_frames=cfg.data.num_frames, resolution=cfg.data.resolution)
+        encoder = build_encoder(enc_cfg.model, num_frames=d.num_frames, resolution=d.resolution)
+        frozen = freeze_encoder(encoder, enc_cfg.model, names=names, **clip)
         info = {"checkpoint": None, "random_init": enc_cfg.model, "init_seed": enc_cfg.init_seed}
-    names = ("data.num_frames", "data.resolution")
-    source = info["checkpoint"] or enc_cfg.model
-    check_clip_fits(encoder.config, cfg.data.num_frames, cfg.data.resolution, names, source)
-    encoder.eval().requires_grad_(False).to(device)
-    info["fingerprint"] = encoder_fingerprint(encoder)
-    return encoder, info
+    return frozen.encoder, {**info, "fingerprint": frozen.fingerprint}
 
 
 def run_eval(cfg: EvalConfig, source: str = "config") -> dict[str, Any]:
@@ -69,7 +68,7 @@ def run_eval(cfg: EvalConfig, source: str = "config") -> dict[str, Any]:
         ProbeNotTrainedError: a label fraction without any trained head (after the outputs are written).
     """
     cfg.check_runnable(source)
-    runtime = setup(cfg.device, cfg.threads)
+    runtime = setup(cfg.device, cfg.threads, cfg.precision)
     try:
         return _run_eval(cfg, runtime)
     finally:
@@ -84,34 +83,30 @@ def _run_eval(cfg: EvalConfig, runtime: Runtime) -> dict[str, Any]:
         )
     data = load_probe_data(cfg)  # labels are checked before any feature is computed
     cfg = resolved_config(cfg, data)
-    decision = resolve_precision(cfg.precision, runtime.device)
-    log_precision(runtime, decision)
-    precision = decision.precision
+    log_precision(runtime, runtime.decision)  # type: ignore[arg-type]
     if runtime.is_main:
         save_config(cfg, out / "config.yaml")
     for warning in data.warnings:
         log(runtime, f"WARNING: {warning}")
     encoder, encoder_info = frozen_encoder(cfg, runtime.device)
-    log(
-        runtime, f"encoder: {encoder_info}; {runtime.world_size} process(es) on {runtime.device}, {precision}"
+    runtime.log(
+        f"encoder: {encoder_info}; {runtime.world_size} process(es) on {runtime.device}, {runtime.precision}"
     )
-    sources = feature_sources(cfg, encoder, encoder_info, build_datasets(cfg, data), precision, runtime)
-    if cfg.probe.kind != "attentive" and not cfg.data.train_augment:  # they read mean-pooled tokens only
+    sources = feature_sources(cfg, encoder, encoder_info, build_datasets(cfg, data), runtime)
+    readout = READOUTS[cfg.probe.kind]
+    if readout.pooled and not cfg.data.train_augment:
         sources = {k: pool_features(s, cfg.optimization.batch_size, runtime) for k, s in sources.items()}
     base, selection = selection_source(cfg, sources)
     selection_samples = len(selection if selection is not None else sources["val"])
-    arch = probe_arch(cfg, encoder)
-    ctx = ReadoutContext(cfg, arch, sources["train"], selection, precision, runtime)
-    fitted: list[Fitted] = []
-    for fraction in cfg.label_fractions:
-        subset = base[stratified_subset(sources["train"].labels[base], fraction, cfg.seed)]
-        log(
-            runtime,
-            f"label fraction {fraction:g}: {len(subset)} training samples, {selection_samples} for selection",
-        )
-        fitted.append(fit_readout(ctx, fraction, subset))
+    arch = (
+        cfg.probe.arch(encoder.embed_dim, cfg.data.num_classes, encoder.config.num_heads)
+        if readout.trains
+        else None
+    )
+    ctx = ReadoutContext(cfg, arch, sources["train"], selection, runtime)
+    fitted = [fit_fraction(ctx, base, fraction, selection_samples) for fraction in cfg.label_fractions]
     report = score_and_report(cfg, data, fitted, sources["val"], encoder_info, selection_samples, runtime)
-    report["precision"] = decision.as_dict()
+    report["precision"] = runtime.decision.as_dict()  # type: ignore[union-attr]
     if runtime.is_main:
         write_outputs(out, report, fitted, arch, data.class_names)
         for line in summary_lines(report["selected"], report["results"], report["protocol"]):
@@ -121,6 +116,16 @@ def _run_eval(cfg: EvalConfig, runtime: Runtime) -> dict[str, Any]:
         log(runtime, f"wrote {out / 'metrics.json'}")
     check_trained(report["selected"], out / "metrics.json", cfg.optimization.lr, cfg.optimization.epochs)
     return report
+
+
+def fit_fraction(ctx: ReadoutContext, base: np.ndarray, fraction: float, selection_samples: int) -> Fitted:
+    """The readout fitted on a stratified ``fraction`` of the training positions ``base``."""
+    cfg = ctx.cfg
+    subset = base[stratified_subset(ctx.train.labels[base], fraction, cfg.seed)]
+    ctx.runtime.log(
+        f"label fraction {fraction:g}: {len(subset)} training samples, {selection_samples} for selection"
+    )
+    return fit_readout(ctx, fraction, subset)
 
 
 def resolved_config(cfg: EvalConfig, data: ProbeData) -> EvalConfig:
@@ -143,14 +148,6 @@ def selection_source(
     if sel.split == "val" and sel.epochs == "last":
         return np.arange(len(train)), None
     return np.arange(len(train)), sources["selection" if sel.split == "index" else "val"]
-
-
-def probe_arch(cfg: EvalConfig, encoder: VideoEncoder) -> ProbeArch | None:
-    """The probe architecture (None for k-NN)."""
-    kind = cfg.probe.kind
-    if kind == "knn":
-        return None
-    return cfg.probe.arch(encoder.embed_dim, cfg.data.num_classes, encoder.config.num_heads)
 
 
 def score_and_report(

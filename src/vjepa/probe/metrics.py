@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vjepa.figures import pyplot
 from vjepa.io import atomic_write
 
 
@@ -78,11 +79,7 @@ def save_confusion_png(
     title: str = "",
 ) -> None:
     """Row-normalized confusion matrix as a PNG (matplotlib, Agg backend; no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     counts = torch.tensor(confusion, dtype=torch.float64)
     rows = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
     c = counts.shape[0]

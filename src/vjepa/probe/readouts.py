@@ -1,8 +1,10 @@
 """Readouts: how tokens become class scores, fitted on one label fraction.
 
-A probe readout (``attentive``, ``linear``) is a grid of heads, one per (lr, weight decay) setting, trained
-together; k-NN is one more readout with a single head and nothing to train. Either gives a
-:class:`Fitted`: one scorer for all its heads at once, and what each head reports.
+Every readout is a :class:`Readout` in :data:`READOUTS`, behind one interface: what it reads (all tokens,
+or mean-pooled ones), whether it has a probe to train, and a ``fit`` that gives a :class:`Fitted` (one scorer
+for all its heads at once, and what each head reports). A probe readout (``attentive``, ``linear``) is a grid
+of heads, one per (lr, weight decay) setting, trained together; ``knn`` has a single head and nothing to
+train.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from torch import Tensor, nn
 
 from vjepa.probe.checkpoint import ProbeArch
 from vjepa.probe.config import EvalConfig
+from vjepa.probe.config import Readout as ReadoutKind
 from vjepa.probe.evaluation import Scorer, predict
 from vjepa.probe.heads import LinearGrid, make_grid
 from vjepa.probe.knn import KNNClassifier, pooled
 from vjepa.probe.selection import HeadKeeper, KeptEpoch, SplitScores, Status, chance_top1, trained_threshold
 from vjepa.probe.sources import FeatureSource, SubsetSource
 from vjepa.probe.training import EpochRecord, log_epoch, planned_epochs, train_grid, view_scores
-from vjepa.runtime import Precision, Runtime, seed_everything
+from vjepa.runtime import Runtime, seed_everything
 
 SCORED_EPOCHS = 20
 """With ``selection.epochs: best``, the selection split is scored after about this many evenly spaced epochs
@@ -84,23 +87,38 @@ class ReadoutContext:
         train: the training source (all training samples; subsets index into it).
         selection: the selection split's source; None when it is the test split and heads keep their last
             epoch (the selection scores then come from the test pass, see :func:`fill_selection`).
-        precision: probe autocast.
-        runtime: device and ranks.
+        runtime: device, ranks and the probes' autocast precision.
     """
 
     cfg: EvalConfig
     arch: ProbeArch | None
     train: FeatureSource
     selection: FeatureSource | None
-    precision: Precision
     runtime: Runtime
+
+
+Fit = Callable[[ReadoutContext, float, np.ndarray], Fitted]  # (context, label fraction, subset) -> Fitted
+
+
+@dataclass(frozen=True)
+class Readout:
+    """One readout kind.
+
+    Args:
+        pooled: reads only the mean over tokens (without train-time augmentation its sources are pooled once,
+            into memory).
+        trains: has a probe to train (an architecture, a grid of heads, an exportable probe).
+        fit: fits it on the training samples of one label fraction.
+    """
+
+    pooled: bool
+    trains: bool
+    fit: Fit
 
 
 def fit_readout(ctx: ReadoutContext, fraction: float, subset: np.ndarray) -> Fitted:
     """Fit the configured readout on the training samples ``subset``."""
-    if ctx.cfg.probe.kind == "knn":
-        return fit_knn(ctx, fraction, subset)
-    return fit_probes(ctx, fraction, subset)
+    return READOUTS[ctx.cfg.probe.kind].fit(ctx, fraction, subset)
 
 
 def score_split(scorer: Scorer, source: FeatureSource, ctx: ReadoutContext) -> SplitScores:
@@ -123,7 +141,7 @@ def fit_probes(ctx: ReadoutContext, fraction: float, subset: np.ndarray) -> Fitt
     histories: list[list[dict[str, float]]] = [[] for _ in settings]
 
     def scorer(tokens: Tensor) -> Tensor:
-        return view_scores(grid, tokens, ctx.precision)[1]
+        return view_scores(grid, tokens, runtime.precision)[1]
 
     def after_epoch(record: EpochRecord) -> None:
         scores = None
@@ -141,7 +159,7 @@ def fit_probes(ctx: ReadoutContext, fraction: float, subset: np.ndarray) -> Fitt
     seed_everything(cfg.seed)
     train_grid(
         grid, settings, ctx.train, subset, cfg.optimization, after_epoch,
-        seed=cfg.seed, precision=ctx.precision, runtime=runtime,
+        seed=cfg.seed, precision=runtime.precision, runtime=runtime,
     )  # fmt: skip
     keeper.restore()
     grid.eval()
@@ -211,6 +229,13 @@ def fit_knn(ctx: ReadoutContext, fraction: float, subset: np.ndarray) -> Fitted:
         kept.selection_top1, kept.selection_loss = float(scores.top1[0]), float(scores.loss[0])
     head = HeadReport(f"knn_frac{fraction:g}", None, None, kept, "no_training")
     return Fitted(fraction, len(subset), chance_top1(ctx.train.labels[subset]), None, scorer, [head])
+
+
+READOUTS: dict[ReadoutKind, Readout] = {
+    "attentive": Readout(pooled=False, trains=True, fit=fit_probes),
+    "linear": Readout(pooled=True, trains=True, fit=fit_probes),
+    "knn": Readout(pooled=True, trains=False, fit=fit_knn),
+}
 
 
 def fill_selection(fitted: list[Fitted], test_probs: Tensor, test_labels: Tensor) -> None:

@@ -8,7 +8,8 @@
 - :class:`SubsetSource` renumbers a subset of another source (the held-out selection split).
 
 Every source yields :class:`FeatureBatch` es for the dataset positions it is asked for; sharding across
-processes is :func:`epoch_order` (training) and :func:`eval_share` (scoring).
+processes is :func:`epoch_order` (training) and :meth:`vjepa.runtime.Runtime.share` (scoring: every sample
+exactly once, unpadded).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from vjepa.data.draws import DrawKey
 from vjepa.errors import InvalidArgument
 from vjepa.probe.features import FeatureCache, SegmentMode, encode_views
-from vjepa.runtime import Precision
+from vjepa.runtime import Precision, share
 
 
 @dataclass
@@ -59,12 +61,7 @@ def epoch_order(indices: np.ndarray, seed: int, epoch: int, rank: int, world_siz
         raise InvalidArgument(f"{len(indices)} training samples cannot be shared by {world_size} processes")
     perm = np.random.default_rng([seed, epoch]).permutation(indices)
     usable = len(perm) - len(perm) % world_size
-    return perm[:usable][rank::world_size]
-
-
-def eval_share(num_samples: int, rank: int, world_size: int) -> np.ndarray:
-    """Evaluation sharding without padding: rank r scores samples r, r + W, ... (every sample exactly once)."""
-    return np.arange(rank, num_samples, world_size)
+    return perm[np.asarray(share(usable, rank, world_size), dtype=np.int64)]
 
 
 class _Keyed(Dataset):
@@ -80,8 +77,6 @@ class _Keyed(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[int, Any]:
         index, draw = key
         if self.fresh_draws:
-            from vjepa.data.draws import DrawKey
-
             return index, self.dataset[DrawKey(draw, index)]
         return index, self.dataset[index]
 
