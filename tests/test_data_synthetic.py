@@ -173,5 +173,7 @@ def test_several_objects_move_together_and_keep_the_single_object_draws():
 def test_one_object_size_rule_keeps_the_default_look_at_any_size():
     assert default_object_size(64) == SyntheticSpec().object_size == 26
     assert [default_object_size(s) for s in (8, 16, 96, 112, 224)] == [4, 6, 39, 46, 91]  # nearest, not floor
-    for size in range(8, 300):
-        SyntheticSpec(size=size, object_size=default_object_size(size), speeds=(1,))  # always a valid size
+    for resolution in range(8, 300):
+        SyntheticSpec(
+            resolution=resolution, object_size=default_object_size(resolution), speeds=(1,)
+        )  # always a valid size
