@@ -53,15 +53,10 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from trainer import StepSizes, batch_pool, step_config, step_trainer  # noqa: E402  (benchmarks/trainer.py)
 from vjepa.models.registry import EncoderConfig, PredictorConfig  # noqa: E402
+from vjepa.precision import cpu_bf16_speedup, cpu_bf16_support, resolve_precision  # noqa: E402
 from vjepa.pretrain.setup import token_grid  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
-from vjepa.runtime import (  # noqa: E402
-    Runtime,
-    cpu_bf16_speedup,
-    cpu_bf16_support,
-    resolve_device,
-    resolve_precision,
-)
+from vjepa.runtime import Runtime, resolve_device  # noqa: E402
 
 # --------------------------------------------------------------------------------------------- FLOP count
 

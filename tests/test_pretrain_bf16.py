@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from pretrain_helpers import make_trainer, tiny_config
 from vjepa.models.layers import attention
 from vjepa.models.patch_embed import PatchEmbed3D
+from vjepa.precision import autocast
 from vjepa.pretrain.step import train_step
-from vjepa.runtime import autocast
 
 
 def test_patch_embedding_under_cpu_autocast_is_the_convolution():

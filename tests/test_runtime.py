@@ -1,4 +1,5 @@
-"""The precision rule (one resolver for every command), the thread defaults and the step-time swing warning."""
+"""The precision rule (one resolver for every command, vjepa.precision), the thread defaults, the run context and
+the step-time swing warning."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import pytest
 import torch
 
+import vjepa.precision as pr
 import vjepa.runtime as rt
 from vjepa.errors import InvalidArgument
 from vjepa.threads import StepTimeWatch, ThreadSettings, cgroup_cpu_limit, set_thread_env_defaults
@@ -17,46 +19,46 @@ from vjepa.threads import StepTimeWatch, ThreadSettings, cgroup_cpu_limit, set_t
 CPU = torch.device("cpu")
 
 
-def _support(native: bool) -> rt.CpuBf16Support:
-    return rt.CpuBf16Support(native, "AVX512" if native else "AVX2", ("avx512_bf16",), None, "why")
+def _support(native: bool) -> pr.CpuBf16Support:
+    return pr.CpuBf16Support(native, "AVX512" if native else "AVX2", ("avx512_bf16",), None, "why")
 
 
 def test_fp32_is_fp32_everywhere():
-    decision = rt.resolve_precision("fp32", CPU)
+    decision = pr.resolve_precision("fp32", CPU)
     assert decision.precision == "fp32" and decision.warning is None
 
 
 def test_auto_is_bf16_only_on_a_native_cpu_that_measures_it_faster(monkeypatch):
-    monkeypatch.setattr(rt, "cpu_bf16_support", lambda: _support(False))
-    assert rt.resolve_precision("auto", CPU).precision == "fp32"
-    monkeypatch.setattr(rt, "cpu_bf16_support", lambda: _support(True))
-    monkeypatch.setattr(rt, "cpu_bf16_speedup", lambda: 1.7)
-    decision = rt.resolve_precision("auto", CPU)
+    monkeypatch.setattr(pr, "cpu_bf16_support", lambda: _support(False))
+    assert pr.resolve_precision("auto", CPU).precision == "fp32"
+    monkeypatch.setattr(pr, "cpu_bf16_support", lambda: _support(True))
+    monkeypatch.setattr(pr, "cpu_bf16_speedup", lambda: 1.7)
+    decision = pr.resolve_precision("auto", CPU)
     assert decision.precision == "bf16" and "1.7x" in decision.reason
-    monkeypatch.setattr(rt, "cpu_bf16_speedup", lambda: 0.3)  # native on paper, emulated in practice
-    decision = rt.resolve_precision("auto", CPU)
+    monkeypatch.setattr(pr, "cpu_bf16_speedup", lambda: 0.3)  # native on paper, emulated in practice
+    decision = pr.resolve_precision("auto", CPU)
     assert decision.precision == "fp32" and "0.30x" in decision.reason
 
 
 def test_explicit_bf16_without_native_bf16_runs_with_a_warning(monkeypatch, capsys):
-    monkeypatch.setattr(rt, "cpu_bf16_support", lambda: _support(False))
-    decision = rt.resolve_precision("bf16", CPU)
+    monkeypatch.setattr(pr, "cpu_bf16_support", lambda: _support(False))
+    decision = pr.resolve_precision("bf16", CPU)
     assert decision.precision == "bf16" and "several times slower" in decision.warning
     rt.log_precision(None, decision)
     out = capsys.readouterr()
     assert "precision bf16" in out.out and "WARNING" in out.err
-    monkeypatch.setattr(rt, "cpu_bf16_support", lambda: _support(True))
-    assert rt.resolve_precision("bf16", CPU).warning is None
+    monkeypatch.setattr(pr, "cpu_bf16_support", lambda: _support(True))
+    assert pr.resolve_precision("bf16", CPU).warning is None
     with pytest.raises(InvalidArgument, match="auto, fp32, bf16"):
-        rt.resolve_precision("fp16", CPU)
+        pr.resolve_precision("fp16", CPU)
 
 
 def test_forced_avx2_kernels_are_not_native_bf16():
     """What torch really uses decides, not /proc/cpuinfo: with AVX2 kernels bf16 is emulated."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     code = (
-        "import json, torch; import vjepa.runtime as rt; s = rt.cpu_bf16_support(); "
-        "print(json.dumps([s.native, s.torch_kernels, rt.resolve_precision('auto', torch.device('cpu')).precision]))"
+        "import json, torch; import vjepa.precision as pr; s = pr.cpu_bf16_support(); "
+        "print(json.dumps([s.native, s.torch_kernels, pr.resolve_precision('auto', torch.device('cpu')).precision]))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     native, kernels, auto = json.loads(out.stdout)
@@ -64,13 +66,13 @@ def test_forced_avx2_kernels_are_not_native_bf16():
 
 
 def test_onednn_isa_limit_below_bf16_is_not_native(monkeypatch):
-    rt.cpu_bf16_support.cache_clear()
+    pr.cpu_bf16_support.cache_clear()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
     try:
-        support = rt.cpu_bf16_support()
+        support = pr.cpu_bf16_support()
         assert not support.native and support.onednn_isa_limit == "AVX512_CORE"
     finally:
-        rt.cpu_bf16_support.cache_clear()
+        pr.cpu_bf16_support.cache_clear()
 
 
 def test_importing_vjepa_and_its_cli_does_not_import_torch():

@@ -47,7 +47,8 @@ from vjepa.errors import VjepaError, shown
 from vjepa.frozen_encoder import load_frozen_encoder
 from vjepa.io import FEATURES_FORMAT, atomic_write, write_json, write_safetensors
 from vjepa.models.encoder import VideoEncoder
-from vjepa.runtime import PrecisionChoice, Runtime, log_precision, setup, teardown
+from vjepa.precision import PrecisionChoice
+from vjepa.runtime import Runtime, log_precision, setup, teardown
 
 CropMode = Literal["center", "full"]
 OutputFormat = Literal["safetensors", "npy"]

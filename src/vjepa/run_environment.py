@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from vjepa.runtime import PrecisionDecision, Runtime, cpu_bf16_support, log, log_precision
+from vjepa.precision import PrecisionDecision, cpu_bf16_support
+from vjepa.runtime import Runtime, log, log_precision
 
 
 def record_run_environment(run_dir: Path, runtime: Runtime, decision: PrecisionDecision, step: int) -> None:

@@ -21,12 +21,13 @@ from vjepa.data.loader import DataStream
 from vjepa.grid import TokenGrid
 from vjepa.models import VideoEncoder, build_predictor
 from vjepa.optim import build_optimizer, param_groups
+from vjepa.precision import Precision, PrecisionDecision
 from vjepa.pretrain.config import PretrainConfig
 from vjepa.pretrain.data import build_stream
 from vjepa.pretrain.distributed import Sharding, prepare_objective, wrap_for_training
 from vjepa.pretrain.objective import JEPAObjective
 from vjepa.pretrain.schedules import Schedules
-from vjepa.runtime import Precision, PrecisionDecision, Runtime, seed_everything
+from vjepa.runtime import Runtime, seed_everything
 
 
 @dataclass

@@ -23,10 +23,10 @@ from torch import Tensor, nn
 from vjepa.errors import VjepaError
 from vjepa.masks import MaskedBatch
 from vjepa.optim import set_lr_and_wd
+from vjepa.precision import autocast
 from vjepa.pretrain.distributed import gradient_sync, plain_tensor
 from vjepa.pretrain.objective import ObjectiveOutput
 from vjepa.pretrain.setup import Trainer
-from vjepa.runtime import autocast
 
 
 class TrainingDiverged(VjepaError):

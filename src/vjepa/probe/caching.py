@@ -13,6 +13,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from vjepa.models.encoder import VideoEncoder
+from vjepa.precision import Precision
 from vjepa.probe.config import EvalConfig
 from vjepa.probe.features import (
     CacheError,
@@ -23,7 +24,7 @@ from vjepa.probe.features import (
     token_set_shape,
 )
 from vjepa.probe.sources import CachedFeatures, FeatureSource, OnlineFeatures
-from vjepa.runtime import Precision, Runtime, log
+from vjepa.runtime import Runtime, log
 
 
 def cache_root(cache_dir: str | Path, fingerprint: str) -> Path:

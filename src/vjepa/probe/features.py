@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from vjepa.errors import VjepaError
 from vjepa.io import FEATURE_CACHE_FORMAT, write_json
-from vjepa.runtime import Precision, autocast
+from vjepa.precision import Precision, autocast
 
 SegmentMode = Literal["concat", "separate"]
 CacheDtype = Literal["float32", "float16"]

@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from vjepa.data.draws import DrawKey
 from vjepa.errors import InvalidArgument
+from vjepa.precision import Precision
 from vjepa.probe.features import FeatureCache, SegmentMode, encode_views
-from vjepa.runtime import Precision, share
+from vjepa.runtime import share
 
 
 @dataclass

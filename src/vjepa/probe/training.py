@@ -22,10 +22,11 @@ from torch import Tensor
 
 from vjepa.errors import InvalidArgument
 from vjepa.optim import build_optimizer, cosine_value, param_group, set_lr_and_wd, split_decay
+from vjepa.precision import Precision, autocast
 from vjepa.probe.config import OptimizationSection
 from vjepa.probe.heads import HeadGrid
 from vjepa.probe.sources import FeatureBatch, FeatureSource, epoch_order
-from vjepa.runtime import Precision, Runtime, autocast, log
+from vjepa.runtime import Runtime, log
 
 
 def grid_optimizer(grid: HeadGrid) -> torch.optim.AdamW:
