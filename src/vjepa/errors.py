@@ -26,6 +26,11 @@ class InvalidArgument(VjepaError):
     size, a count, a model name); the message names the option or the argument."""
 
 
+class ConfigError(VjepaError):
+    """A config that cannot be built; the message names the file and the dotted key (raised by
+    :mod:`vjepa.config` and its YAML reader, :mod:`vjepa.yaml_reader`)."""
+
+
 def utf8_text(data: bytes, source: object, error: type[VjepaError], what: str) -> str:
     """``data`` decoded as UTF-8 (a leading byte-order mark dropped), or ``error`` naming ``source`` and the
     line of the first byte that is not UTF-8.

@@ -175,7 +175,7 @@ class ExtractReport:
         written: output files, relative to the output folder.
         failed: ``{input file: reason}`` for inputs that could not be decoded.
         manifest: the manifest's path.
-        precision: the resolved precision and why (:meth:`vjepa.runtime.PrecisionDecision.as_dict`).
+        precision: the resolved precision and why (:meth:`vjepa.precision.PrecisionDecision.as_dict`).
     """
 
     written: list[str] = field(default_factory=list)

@@ -59,7 +59,7 @@ def encode_demo_clip(
     threads: int | None = None,
 ) -> torch.Tensor:
     """Build or load an encoder, encode a generated clip (smooth moving noise) on the CPU, print what
-    happened. ``precision`` is ``auto | fp32 | bf16`` (see :func:`vjepa.runtime.resolve_precision`);
+    happened. ``precision`` is ``auto | fp32 | bf16`` (see :func:`vjepa.precision.resolve_precision`);
     ``threads`` the CPU threads (None: the default of :func:`vjepa.runtime.configure_threads`)."""
     runtime = setup("cpu", threads, precision)
     if checkpoint:
