@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import math
 import types
 import typing
@@ -30,23 +29,12 @@ import yaml
 
 from vjepa.errors import ConfigError, VjepaError, shown
 from vjepa.io import write_text
+from vjepa.renamed_keys import RENAMED_KEYS, join_key, renamed_keys, renamed_tree, warn_renamed
 from vjepa.yaml_reader import parse_yaml, read_yaml
 
 T = TypeVar("T")
 
 INT64_MAX = 2**63 - 1
-
-# The one deprecation map: config keys of earlier versions -> their names now (the frame count of a clip is
-# ``num_frames``, its side ``resolution``), at whatever level they appear.
-RENAMED_KEYS: dict[str, str] = {
-    "frames_per_clip": "num_frames",
-    "crop_size": "resolution",
-    "img_size": "resolution",
-    "synthetic_frames": "synthetic_num_frames",
-    "synthetic_size": "synthetic_resolution",
-}
-
-logger = logging.getLogger(__name__)
 
 
 class InvalidValue(VjepaError):
@@ -118,12 +106,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config", 
     if unknown:
         where = f"under '{prefix}'" if prefix else "at the top level"
         raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(repr(_join(prefix, k)) for k in unknown)}; valid keys {where}: "
+            f"{source}: unknown key(s) {', '.join(repr(join_key(prefix, k)) for k in unknown)}; valid keys {where}: "
             f"{', '.join(sorted(fields))}"
         )
     values = {}
     for name, value in data.items():
-        values[name] = _convert(hints[name], value, source, _join(prefix, name))
+        values[name] = _convert(hints[name], value, source, join_key(prefix, name))
     missing = [
         n
         for n, f in fields.items()
@@ -131,55 +119,16 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config", 
     ]
     if missing:
         raise ConfigError(
-            f"{source}: missing required key(s) {', '.join(repr(_join(prefix, k)) for k in missing)}"
+            f"{source}: missing required key(s) {', '.join(repr(join_key(prefix, k)) for k in missing)}"
         )
     try:
         return cls(**values)
     except InvalidValue as err:
-        raise ConfigError(f"{source}: {_join(prefix, err.key)} {err.message}") from None
+        raise ConfigError(f"{source}: {join_key(prefix, err.key)} {err.message}") from None
     except ConfigError:
         raise
     except (ValueError, TypeError, VjepaError) as err:  # __post_init__ checks; VjepaError: InvalidArgument
         raise ConfigError(f"{source}: {prefix or 'config'}: {err}") from None
-
-
-def renamed_keys(
-    data: Mapping[str, Any], valid: typing.Container[str], source: str = "config", prefix: str = ""
-) -> dict[str, Any]:
-    """``data`` with every old key of :data:`RENAMED_KEYS` whose new name is in ``valid`` renamed, each with
-    a one-line warning; an old key given together with its new one is an error.
-
-    Args:
-        data: one level of a config (a YAML mapping, or a model config read from a checkpoint).
-        valid: the keys of that level.
-        source: named in the messages (the file).
-        prefix: the dotted path of ``data`` (for messages).
-    """
-    result = dict(data)
-    for old, new in RENAMED_KEYS.items():
-        if old not in result or old in valid or new not in valid:
-            continue
-        if new in result:
-            raise ConfigError(
-                f"{source}: {_join(prefix, old)!r} is the old name of {_join(prefix, new)!r}; give only one"
-            )
-        _warn_renamed(source, _join(prefix, old), _join(prefix, new))
-        result = {new if k == old else k: v for k, v in result.items()}
-    return result
-
-
-def _renamed_tree(data: Any, source: str, prefix: str = "") -> Any:
-    """``data`` with the old keys of :data:`RENAMED_KEYS` renamed at every level (before ``--set``
-    overrides apply, so an override by the new name wins over the file's old one)."""
-    if not isinstance(data, Mapping):
-        return data
-    valid = {RENAMED_KEYS.get(k, k) for k in data}
-    renamed = renamed_keys(data, valid, source, prefix)
-    return {k: _renamed_tree(v, source, _join(prefix, k)) for k, v in renamed.items()}
-
-
-def _warn_renamed(source: str, old: str, new: str) -> None:
-    logger.warning("%s: config key %r is deprecated, use %r", shown(source), old, new)
 
 
 def to_dict(obj: Any) -> Any:
@@ -206,7 +155,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], *, source
         node = result
         parts = [RENAMED_KEYS.get(p, p) for p in key.strip().split(".")]
         if parts != key.strip().split("."):
-            _warn_renamed(source, key.strip(), ".".join(parts))
+            warn_renamed(source, key.strip(), ".".join(parts))
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
@@ -219,7 +168,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], *, source
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Read ``path`` (or start from the defaults), apply ``overrides``, build ``cls`` strictly."""
     source = str(path) if path is not None else "config"
-    data = _renamed_tree(read_yaml(path), source) if path is not None else {}
+    data = renamed_tree(read_yaml(path), source) if path is not None else {}
     data = apply_overrides(data, overrides)
     return from_dict(cls, data, source=source)
 
@@ -254,10 +203,6 @@ def save_config(config: Any, path: str | Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- internals
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else str(key)
 
 
 def _shown_value(value: Any) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal, get_args
 
-from vjepa.config import renamed_keys
 from vjepa.errors import InvalidArgument
 from vjepa.grid import TokenGrid
+from vjepa.renamed_keys import renamed_keys
 
 PositionScheme = Literal["sincos", "rope"]
 RopeGrid = Literal["clip", "config"]
@@ -41,7 +41,7 @@ class _GridConfig:
 
     @classmethod
     def from_dict(cls, data: dict):
-        """Build from a dict (keys of earlier versions are renamed through :data:`vjepa.config.RENAMED_KEYS`,
+        """Build from a dict (keys of earlier versions are renamed through :data:`vjepa.renamed_keys.RENAMED_KEYS`,
         with a warning); an unknown key is an error listing the valid ones."""
         what = cls.__name__.removesuffix("Config").lower()
         valid = {f.name for f in fields(cls)}
