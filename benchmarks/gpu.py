@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the FLOP count of train_step.py and the sources of data.py: one copy each
@@ -155,7 +156,10 @@ def worker(args: argparse.Namespace) -> None:
     runtime = setup("cpu" if args.smoke else "cuda", threads=1 if args.smoke else None)  # joins the group
     device = runtime.device
     if device.type == "cuda":
+        torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
+    if not dist.is_initialized():  # setup() joins groups of 2+; the DDP/FSDP rows need a group of one too
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     for setting in settings(args):
         try:
             result = run_setting(setting, args.steps, args.warmup, runtime)
