@@ -51,12 +51,14 @@ def run_steps(args: argparse.Namespace) -> dict:
 
     from trainer import StepSizes, batch_pool, step_config, step_trainer
     from vjepa.pretrain.step import train_step
-    from vjepa.runtime import Runtime
+    from vjepa.runtime import setup
 
-    torch.set_num_threads(args.threads)
-    sizes = StepSizes(args.model, args.frames, args.size, args.batch, args.pred_depth, args.pred_width)
+    runtime = setup("cpu", threads=args.threads, precision=args.precision)
+    sizes = StepSizes(
+        args.model, args.num_frames, args.resolution, args.batch, args.pred_depth, args.pred_width
+    )
     config = step_config(sizes, args.warmup + args.steps, [f"runtime.precision={args.precision}"])
-    trainer = step_trainer(config, Runtime(torch.device("cpu")))
+    trainer = step_trainer(config, runtime)
     precision = trainer.precision
     pool = batch_pool(config, trainer)
     walls, cpus = [], []
@@ -110,8 +112,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of the spin/passive settings")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--model", default="vit_tiny")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--num-frames", "--frames", type=int, default=16)
+    p.add_argument("--resolution", "--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--pred-depth", type=int, default=4)
     p.add_argument("--pred-width", type=int, default=96)
@@ -128,7 +130,7 @@ def main() -> None:
         print(json.dumps(run_steps(args)))
         return
 
-    print(f"# {args.model} {args.frames}x{args.size}x{args.size}, batch {args.batch}, predictor {args.pred_depth}x"
+    print(f"# {args.model} {args.num_frames}x{args.resolution}x{args.resolution}, batch {args.batch}, predictor {args.pred_depth}x"
           f"{args.pred_width}, clips in memory; median wall of {args.steps} steps; {os.cpu_count()} CPUs; "
           f"busy = {args.busy} x `python -c 'while True: pass'`")  # fmt: skip
     print(f"# load average at start {os.getloadavg()[0]:.2f}")

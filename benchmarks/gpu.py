@@ -47,7 +47,7 @@ from vjepa.data.transforms import max_useful_short_side  # noqa: E402
 from vjepa.models import build_encoder, build_predictor  # noqa: E402
 from vjepa.pretrain.setup import token_grid  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
-from vjepa.runtime import Runtime, resolve_device  # noqa: E402
+from vjepa.runtime import setup, teardown  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "L40S": 362.0}
 
@@ -153,15 +153,13 @@ def _sync(device: torch.device) -> None:
 
 def worker(args: argparse.Namespace) -> None:
     """One rank of the torchrun group: every setting in turn; rank 0 prints one JSON line per setting."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device("cpu" if args.smoke else "cuda", local_rank)
+    runtime = setup("cpu" if args.smoke else "cuda", threads=1 if args.smoke else None)  # joins the group
+    device = runtime.device
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
-    else:
-        torch.set_num_threads(1)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    runtime = Runtime(device, dist.get_rank(), dist.get_world_size(), local_rank)
+    if not dist.is_initialized():  # setup() joins groups of 2+; the DDP/FSDP rows need a group of one too
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     for setting in settings(args):
         try:
             result = run_setting(setting, args.steps, args.warmup, runtime)
@@ -176,7 +174,7 @@ def worker(args: argparse.Namespace) -> None:
             torch._dynamo.reset()
         if runtime.is_main:
             print("RESULT " + json.dumps({**asdict(setting), **result}), flush=True)
-    dist.destroy_process_group()
+    teardown()
 
 
 # ---------------------------------------------------------------------------------------------- launcher

@@ -14,7 +14,7 @@ The settings take turns (``--rounds``), each turn on a fresh stream whose first 
 not timed, so that the machine's changing load and the prefetched batches do not favour one setting.
 
 Sources: the folder of ``vjepa make-data synthetic DIR`` (``--data``; default: a small set generated here
-with ``--size``/``--frames``), and 320x240 H.264 mp4s generated here (x264 crf 23, key frame every 250
+with ``--resolution``/``--num-frames``), and 320x240 H.264 mp4s generated here (x264 crf 23, key frame every 250
 frames; ``--hd-videos``, ``--hd-frames``, sampled with ``--hd-frame-step``). The model and clips follow the
 arguments (default: the demo's vit_tiny, 16x64x64 clips, batch 16, predictor depth 4 width 96).
 
@@ -58,7 +58,7 @@ from vjepa.pretrain.config import PretrainConfig, load_pretrain_config  # noqa: 
 from vjepa.pretrain.data import build_dataset, build_mask_generators  # noqa: E402
 from vjepa.pretrain.setup import Trainer, token_grid  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
-from vjepa.runtime import Runtime, autocast, resolve_precision, setup  # noqa: E402
+from vjepa.runtime import Runtime, setup  # noqa: E402
 
 STAGES = ("decode", "augment", "collate", "masks", "to device", "forward", "backward", "optimizer", "EMA")
 
@@ -74,9 +74,9 @@ def make_config(
         "data.source=csv",
         f"data.datasets=[{csv}]",
         f"data.batch_size={args.batch}",
-        f"data.num_frames={args.frames}",
+        f"data.num_frames={args.num_frames}",
         f"data.frame_step={frame_step}",
-        f"data.resolution={args.size}",
+        f"data.resolution={args.resolution}",
         "data.max_short_side=auto",
         f"data.clip_cache={cache}",
         f"data.clip_cache_dir={cache_dir}",
@@ -103,7 +103,10 @@ def demo_source(args: argparse.Namespace, root: Path) -> Path:
     if args.data is not None:
         return Path(args.data) / "train.csv"
     spec = SyntheticSpec(
-        num_frames=args.frames, resolution=args.size, object_size=default_object_size(args.size), hold=2
+        num_frames=args.num_frames,
+        resolution=args.resolution,
+        object_size=default_object_size(args.resolution),
+        hold=2,
     )
     files = write_synthetic_dataset(root / "demo", num_train=args.demo_videos, num_val=4, spec=spec)
     return files.csvs["train"]
@@ -190,7 +193,7 @@ def stage_step(trainer: Trainer, batch, step: int, t: dict[str, float]) -> None:
     batch = batch.to(device, non_blocking=True)
     _sync(device)
     marks.append(time.perf_counter())
-    with autocast(trainer.precision, device):
+    with trainer.runtime.autocast(trainer.precision):
         out = trainer.model(batch.clips, batch.masks)
     _sync(device)
     marks.append(time.perf_counter())
@@ -337,8 +340,8 @@ def main() -> None:
     )
     p.add_argument("--frame-step", type=int, default=1, help="frame step of clips from the demo data")
     p.add_argument("--model", default="vit_tiny")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--num-frames", "--frames", type=int, default=16)
+    p.add_argument("--resolution", "--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--pred-depth", type=int, default=4)
     p.add_argument("--pred-width", type=int, default=96)
@@ -356,7 +359,7 @@ def main() -> None:
     )
     args = p.parse_args()
 
-    runtime = setup(args.device, args.threads)
+    runtime = setup(args.device, args.threads, args.precision)
     assert runtime.threads is not None
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="vjepa-profile-"))
     sources = {}
@@ -364,11 +367,12 @@ def main() -> None:
         sources["demo"] = (demo_source(args, root), args.frame_step)
     if "hd" in args.sources:
         sources["320x240"] = (hd_source(args, root), args.hd_frame_step)
-    decision = resolve_precision(args.precision, runtime.device)
+    decision = runtime.decision
+    assert decision is not None
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__} "
           f"({torch.backends.cpu.get_cpu_capability()} kernels), {runtime.threads.describe()}")  # fmt: skip
     print(f"# {decision.describe()}")
-    print(f"# {args.model}, clips {args.frames}x{args.size}x{args.size}, batch {args.batch}, predictor depth "
+    print(f"# {args.model}, clips {args.num_frames}x{args.resolution}x{args.resolution}, batch {args.batch}, predictor depth "
           f"{args.pred_depth} width {args.pred_width}, paper multi-block masks; median of {args.steps} steps")  # fmt: skip
     print(f"# load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     try:

@@ -6,7 +6,7 @@
 2. Forward time of the same encoder with sin-cos positions and with RoPE (fp32, CPU, this process), timed
    alternately; CPU time (``time.process_time``), the machine is shared.
 
-Usage: ``python benchmarks/rope.py [--model vit_small] [--frames 16] [--size 128] [--batch 2] [--repeats 5]``
+Usage: ``python benchmarks/rope.py [--model vit_small] [--num-frames 16] [--resolution 128] [--batch 2] [--repeats 5]``
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="vit_small")
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--num-frames", "--frames", type=int, default=16)
+    parser.add_argument("--resolution", "--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -79,7 +79,7 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.2f}"
     )
     angle_errors()
-    forward_times(args.model, args.frames, args.size, args.batch, args.repeats)
+    forward_times(args.model, args.num_frames, args.resolution, args.batch, args.repeats)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ Examples::
     python benchmarks/train_step.py                                   # vit_tiny 8x112x112, batch 8, CPU, 2 threads
     python benchmarks/train_step.py --models tiny small base --precision fp32 bf16 auto
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/train_step.py   # an AVX2-only CPU
-    python benchmarks/train_step.py --device cuda --models large --frames 16 --size 224 --batch 24 \\
+    python benchmarks/train_step.py --device cuda --models large --num-frames 16 --resolution 224 --batch 24 \\
         --pred-depth 12 --pred-width 384 --precision bf16 --activation-checkpointing both
 """
 
@@ -142,7 +142,9 @@ class Setting:
 
 def build(args: argparse.Namespace, setting: Setting, device: torch.device):
     """The trainer ``vjepa pretrain`` builds for this setting (:func:`vjepa.pretrain.setup.build_trainer`)."""
-    sizes = StepSizes(setting.model, args.frames, args.size, args.batch, args.pred_depth, args.pred_width)
+    sizes = StepSizes(
+        setting.model, args.num_frames, args.resolution, args.batch, args.pred_depth, args.pred_width
+    )
     overrides = [
         f"runtime.device={device.type}",
         f"runtime.precision={setting.precision}",
@@ -216,8 +218,8 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["tiny"], help="encoder sizes (tiny small base large ...)")
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16"])
     p.add_argument("--activation-checkpointing", choices=["off", "on", "both"], default="off")
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--num-frames", "--frames", type=int, default=8)
+    p.add_argument("--resolution", "--size", type=int, default=112)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--pred-depth", type=int, default=6)
     p.add_argument("--pred-width", type=int, default=192)
@@ -258,7 +260,7 @@ def print_header(args: argparse.Namespace, device: torch.device, rates: dict[str
     policy, source = wait_policy()
     print(f"# device: {device.type} ({name}), threads {torch.get_num_threads()}, OpenMP wait policy {policy} "
           f"({source}), torch {torch.__version__}, load average at start {os.getloadavg()[0]:.2f}")  # fmt: skip
-    print(f"# clips {args.frames}x{args.size}x{args.size}, batch {args.batch}, predictor depth {args.pred_depth} "
+    print(f"# clips {args.num_frames}x{args.resolution}x{args.resolution}, batch {args.batch}, predictor depth {args.pred_depth} "
           f"width {args.pred_width}, paper multi-block masks (2 settings); median of {args.steps} steps")  # fmt: skip
     for prec, rate in rates.items():
         print(f"# plain matmul {prec}: {rate / 1e9:.1f} GFLOP/s")

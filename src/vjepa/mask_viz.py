@@ -19,18 +19,19 @@ if TYPE_CHECKING:  # the config is loaded by the caller; nothing of pretrain run
 
 
 def clip_frames(
-    video: str | Path | None, frames: int, frame_step: int, size: int, seed: int = 0
+    video: str | Path | None, num_frames: int, frame_step: int, resolution: int, seed: int = 0
 ) -> np.ndarray:
-    """``[frames, size, size, 3]`` uint8: the first clip of ``video`` (evaluation sampling, short side resized
-    to ``size``, centre crop), or a built-in synthetic video when ``video`` is None."""
+    """``[num_frames, resolution, resolution, 3]`` uint8: the first clip of ``video`` (evaluation sampling,
+    short side resized to ``resolution``, centre crop), or a built-in synthetic video when ``video`` is None."""
     if video is None:
-        spec = SyntheticSpec(num_frames=frames, resolution=size, object_size=default_object_size(size))
+        object_size = default_object_size(resolution)
+        spec = SyntheticSpec(num_frames=num_frames, resolution=resolution, object_size=object_size)
         return render_video(spec, 0, 0, np.random.default_rng(seed))
-    with VideoReader(str(video), max_short_side=size) as reader:  # VideoDecodeError names a bad file
-        spec = ClipSpec(num_frames=frames, frame_step=frame_step)
+    with VideoReader(str(video), max_short_side=resolution) as reader:  # VideoDecodeError names a bad file
+        spec = ClipSpec(num_frames=num_frames, frame_step=frame_step)
         indices = eval_clip_indices(reader.verified_num_frames(), spec)[0]
         raw = reader.read(indices)  # [T, H, W, 3] uint8
-    crop = center_crop(resize_short_side(raw, size), size)  # [T, 3, S, S] uint8
+    crop = center_crop(resize_short_side(raw, resolution), resolution)  # [T, 3, S, S] uint8
     return crop.permute(0, 2, 3, 1).contiguous().numpy()
 
 

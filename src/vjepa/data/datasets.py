@@ -184,12 +184,36 @@ class _RobustDataset(Dataset):
 
 class _VideoFileDataset(_RobustDataset):
     """A dataset of video files: each draw's clips are decoded (or read from the clip cache) with the
-    settings its subclass sets."""
+    settings its subclass gives.
 
-    min_frames: int
-    max_short_side: int | None
-    decode_threads: int
-    clip_cache: ClipCache | None
+    Args:
+        records: the index.
+        clip: clip shape.
+        seed: data seed.
+        min_frames: videos with fewer frames are skipped as too short.
+        max_short_side: shrink frames during decoding (None: full size).
+        decode_threads: decoder threads per worker.
+        failure_policy: bound on replacements per draw (None: the default).
+        clip_cache: decoded-video cache (None: decode every draw).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord] | MixedIndex,
+        clip: ClipSpec,
+        seed: int,
+        min_frames: int,
+        max_short_side: int | None,
+        decode_threads: int,
+        failure_policy: FailurePolicy | None,
+        clip_cache: ClipCache | None,
+    ) -> None:
+        super().__init__(records, seed, failure_policy or FailurePolicy())
+        self.clip_spec = clip
+        self.min_frames = min_frames
+        self.max_short_side = max_short_side
+        self.decode_threads = decode_threads
+        self.clip_cache = clip_cache
 
     def _read_clips(
         self, record: VideoRecord, sample: Callable[[int, float], np.ndarray]
@@ -240,15 +264,13 @@ class VideoClipDataset(_VideoFileDataset):
         failure_policy: FailurePolicy | None = None,
         clip_cache: ClipCache | None = None,
     ) -> None:
-        super().__init__(records, seed, failure_policy or FailurePolicy())
-        self.clip_spec = clip
+        least = max(min_frames if min_frames is not None else clip.num_frames, clip.num_clips, 1)
+        super().__init__(
+            records, clip, seed, least, max_short_side, decode_threads, failure_policy, clip_cache
+        )
         self.crop = crop
         self.random_window = random_window
         self.allow_overlap = allow_overlap
-        self.min_frames = max(min_frames if min_frames is not None else clip.num_frames, clip.num_clips, 1)
-        self.max_short_side = max_short_side
-        self.decode_threads = decode_threads
-        self.clip_cache = clip_cache
 
     def read_frames(self, record: VideoRecord, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Sample the draw's windows and decode them (or read them from the clip cache).
@@ -313,13 +335,11 @@ class EvalVideoDataset(_VideoFileDataset):
         failure_policy: FailurePolicy | None = None,
         clip_cache: ClipCache | None = None,
     ) -> None:
-        super().__init__(records, seed, failure_policy or FailurePolicy())
-        self.clip_spec = clip
+        least = max(min_frames if min_frames is not None else 1, clip.num_clips)
+        super().__init__(
+            records, clip, seed, least, max_short_side, decode_threads, failure_policy, clip_cache
+        )
         self.views = views
-        self.min_frames = max(min_frames if min_frames is not None else 1, clip.num_clips)
-        self.max_short_side = max_short_side
-        self.decode_threads = decode_threads
-        self.clip_cache = clip_cache
 
     def _load(self, record: VideoRecord, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         def sample(n: int, fps: float) -> np.ndarray:

@@ -81,10 +81,10 @@ class SyntheticSpec:
         return len(SHAPES) * len(MOTIONS)
 
 
-def default_object_size(size: int) -> int:
-    """The object side at frame side ``size`` that keeps the default look (26 pixels at 64): ``size * 26 / 64``
-    rounded to the nearest integer, within ``[4, size // 2]``."""
-    return max(4, min(size // 2, round(size * 26 / 64)))
+def default_object_size(resolution: int) -> int:
+    """The object side at frame side ``resolution`` that keeps the default look (26 pixels at 64):
+    ``resolution * 26 / 64`` rounded to the nearest integer, within ``[4, resolution // 2]``."""
+    return max(4, min(resolution // 2, round(resolution * 26 / 64)))
 
 
 @dataclass(frozen=True)

@@ -147,13 +147,13 @@ def normalize(clip: torch.Tensor) -> torch.Tensor:
     return ((clip - mean) * inv_std).permute(1, 0, 2, 3).contiguous()  # [3, T, H, W]
 
 
-def crop_resize(frames: np.ndarray | torch.Tensor, box: CropBox, size: int) -> torch.Tensor:
+def crop_resize(frames: np.ndarray | torch.Tensor, box: CropBox, resolution: int) -> torch.Tensor:
     """Crop one box from every frame and resize it bilinearly (no antialiasing, align_corners=False).
 
     Args:
         frames: uint8 [T, H, W, 3].
         box: the crop, shared by all frames.
-        size: output side S.
+        resolution: output side S.
 
     Returns:
         [T, 3, S, S] float32 in 0..255.
@@ -161,9 +161,9 @@ def crop_resize(frames: np.ndarray | torch.Tensor, box: CropBox, size: int) -> t
     t = _as_tensor(frames)
     crop = t[:, box.top : box.top + box.height, box.left : box.left + box.width]  # [T, h, w, 3] uint8 view
     crop = crop.permute(0, 3, 1, 2).float()  # [T, 3, h, w]
-    if (box.height, box.width) == (size, size):
+    if (box.height, box.width) == (resolution, resolution):
         return crop
-    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
+    return F.interpolate(crop, size=(resolution, resolution), mode="bilinear", align_corners=False)
 
 
 def train_transform(
@@ -210,11 +210,11 @@ def resize_short_side(frames: np.ndarray | torch.Tensor, short_side: int) -> tor
     return F.interpolate(t, size=out, mode="bilinear", align_corners=False, antialias=False)
 
 
-def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size x size`` window of ``[..., H, W]`` frames (a view; H, W >= size)."""
+def center_crop(frames: torch.Tensor, resolution: int) -> torch.Tensor:
+    """The central ``resolution x resolution`` window of ``[..., H, W]`` frames (a view; H, W >= resolution)."""
     h, w = frames.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return frames[..., top : top + size, left : left + size]
+    top, left = (h - resolution) // 2, (w - resolution) // 2
+    return frames[..., top : top + resolution, left : left + resolution]
 
 
 def eval_views(frames: np.ndarray | torch.Tensor, spec: EvalViewSpec) -> torch.Tensor:

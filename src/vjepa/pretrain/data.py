@@ -14,7 +14,7 @@ from vjepa.config import ConfigError
 from vjepa.data.clip_cache import open_clip_cache
 from vjepa.data.datasets import VideoClipDataset
 from vjepa.data.index import load_mixed_index
-from vjepa.data.loader import DataStream, dist_rank_and_world_size, make_loader
+from vjepa.data.loader import DataStream, make_loader
 from vjepa.data.sampling import ClipSpec
 from vjepa.data.synthetic_clips import synthetic_clip_dataset
 from vjepa.data.transforms import CropSpec, max_useful_short_side
@@ -22,15 +22,16 @@ from vjepa.grid import TokenGrid
 from vjepa.masks import MaskCollator, make_mask_generators
 from vjepa.masks.base import MaskGenerator
 from vjepa.pretrain.config import DataConfig, MasksConfig, PretrainConfig
-from vjepa.runtime import log
+from vjepa.runtime import Runtime, log
 
 
-def build_dataset(data: DataConfig, seed: int) -> Dataset:
+def build_dataset(data: DataConfig, seed: int, runtime: Runtime | None = None) -> Dataset:
     """The dataset of ``data.source``.
 
     Args:
         data: the data section.
         seed: the run seed (the data seed).
+        runtime: the run context (the clip cache's line is printed by rank 0 only; None: printed here).
     """
     clip = ClipSpec(num_frames=data.num_frames, frame_step=data.frame_step)
     crop = CropSpec(
@@ -59,8 +60,7 @@ def build_dataset(data: DataConfig, seed: int) -> Dataset:
         cache_dir=data.clip_cache_dir,
         max_gb=data.clip_cache_max_gb,
     )
-    if dist_rank_and_world_size()[0] == 0:
-        log(None, f"clip cache: {cache.reason}")
+    log(runtime, f"clip cache: {cache.reason}")
     return VideoClipDataset(index, clip, crop, seed=seed, max_short_side=shrink, clip_cache=cache.cache)
 
 
@@ -69,17 +69,17 @@ def build_mask_generators(masks: MasksConfig, grid: TokenGrid) -> list[MaskGener
     return make_mask_generators(masks.kind, grid, list(masks.settings), masks.truncation)
 
 
-def build_stream(config: PretrainConfig, grid: TokenGrid, pin_memory: bool = False) -> DataStream:
-    """The resumable stream of :class:`vjepa.masks.MaskedBatch` for this rank (the process group, if any,
-    must be initialized first: the sampler reads the rank from it).
+def build_stream(config: PretrainConfig, grid: TokenGrid, runtime: Runtime) -> DataStream:
+    """The resumable stream of :class:`vjepa.masks.MaskedBatch` for ``runtime``'s rank (batches pinned on
+    CUDA).
 
     Args:
         config: the run config.
         grid: the token grid of the clips.
-        pin_memory: pin batches (CUDA).
+        runtime: the run context (rank, world size, device).
     """
     seed = config.runtime.seed
-    dataset = build_dataset(config.data, seed)
+    dataset = build_dataset(config.data, seed, runtime)
     collator = MaskCollator(build_mask_generators(config.masks, grid), seed=seed)
     return make_loader(
         dataset,
@@ -88,6 +88,8 @@ def build_stream(config: PretrainConfig, grid: TokenGrid, pin_memory: bool = Fal
         seed=seed,
         num_workers=config.data.num_workers,
         drop_last=True,
-        pin_memory=pin_memory,
+        pin_memory=runtime.device.type == "cuda",
         persistent_workers=config.data.num_workers > 0,
+        rank=runtime.rank,
+        world_size=runtime.world_size,
     )

@@ -212,15 +212,13 @@ class StepReporter:
         self.metrics = None
         if runtime.is_main:
             self.metrics = MetricsWriter(run.path, logcfg.metrics_format, logcfg.tensorboard, start_step)
-        self.progress = Progress(
+        self.progress = runtime.progress(
             self.total,
             "pretraining",
             unit="step",
             initial=start_step,
-            enabled=runtime.is_main,
-            mode="auto" if logcfg.progress_bar else "lines",
+            bar=logcfg.progress_bar,
             lines=False,  # the loop prints its own lines every log_every steps
-            leave=True,
         )
         self.monitor = CollapseMonitor()
         _warn_slow_ema(trainer, self.total, self.progress)

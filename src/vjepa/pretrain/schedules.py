@@ -29,24 +29,16 @@ class Schedules:
         c = self.config
         if c.lr_schedule == "linear_decay":
             return linear_decay_lr(step, ref_lr=c.lr, final_lr=c.final_lr, total_steps=c.schedule_steps)
+        warmup = {
+            "start_lr": c.start_lr,
+            "ref_lr": c.lr,
+            "final_lr": c.final_lr,
+            "warmup_steps": c.warmup_steps,
+        }
         if c.lr_schedule == "wsd":
-            return wsd_lr(
-                step,
-                start_lr=c.start_lr,
-                ref_lr=c.lr,
-                final_lr=c.final_lr,
-                warmup_steps=c.warmup_steps,
-                decay_steps=int(c.cooldown * c.ipe),
-                total_steps=c.schedule_steps,
-            )
-        return warmup_cosine_lr(
-            step,
-            start_lr=c.start_lr,
-            ref_lr=c.lr,
-            final_lr=c.final_lr,
-            warmup_steps=c.warmup_steps,
-            total_steps=c.schedule_steps,
-        )
+            decay_steps = int(c.cooldown * c.ipe)
+            return wsd_lr(step, **warmup, decay_steps=decay_steps, total_steps=c.schedule_steps)
+        return warmup_cosine_lr(step, **warmup, total_steps=c.schedule_steps)
 
     def weight_decay(self, step: int) -> float:
         c = self.config

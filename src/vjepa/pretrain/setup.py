@@ -83,7 +83,7 @@ def build_trainer(
     """
     stream = None
     if data:
-        stream = build_stream(config, clip_token_grid(config), pin_memory=runtime.device.type == "cuda")
+        stream = build_stream(config, clip_token_grid(config), runtime)
     seed_everything(config.runtime.seed)
     objective, sharding = prepare_objective(build_objective(config), config.runtime, runtime, shard=shard)
     groups = param_groups(objective.encoder, [objective.predictor, objective.pixel_head or nn.Identity()])
