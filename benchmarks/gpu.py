@@ -45,7 +45,6 @@ from vjepa.data.datasets import VideoClipDataset  # noqa: E402
 from vjepa.data.index import VideoRecord  # noqa: E402
 from vjepa.data.transforms import max_useful_short_side  # noqa: E402
 from vjepa.models import build_encoder, build_predictor  # noqa: E402
-from vjepa.pretrain.setup import token_grid  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
 from vjepa.runtime import setup, teardown  # noqa: E402
 
@@ -120,7 +119,7 @@ def run_setting(setting: Setting, steps: int, warmup: int, runtime) -> dict:
     fsdp = setting.strategy == "fsdp"
     trainer = step_trainer(config, runtime, shard=fsdp, ddp=not fsdp)
     encoder, predictor = trainer.objective.encoder, trainer.objective.predictor
-    grid = token_grid(config, trainer.objective)
+    grid = config.token_grid
     pool = batch_pool(config, trainer, seed=runtime.rank)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -56,7 +56,7 @@ from vjepa.masks import MaskCollator  # noqa: E402
 from vjepa.optim import set_lr_and_wd  # noqa: E402
 from vjepa.pretrain.config import PretrainConfig, load_pretrain_config  # noqa: E402
 from vjepa.pretrain.data import build_dataset, build_mask_generators  # noqa: E402
-from vjepa.pretrain.setup import Trainer, token_grid  # noqa: E402
+from vjepa.pretrain.setup import Trainer  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
 from vjepa.runtime import Runtime, setup  # noqa: E402
 
@@ -149,7 +149,7 @@ def profile_stages(config: PretrainConfig, trainer: Trainer, steps: int) -> dict
     this process) of the data part and of the compute part."""
     seed = config.runtime.seed
     dataset = quiet_dataset(config)
-    collator = MaskCollator(build_mask_generators(config.masks, token_grid(config, trainer.objective)), seed)
+    collator = MaskCollator(build_mask_generators(config.masks, config.token_grid), seed)
     times: dict[str, list[float]] = defaultdict(list)
     batch = config.data.batch_size
     for step in range(steps + 1):
@@ -246,7 +246,7 @@ def pipelined_turn(config: PretrainConfig, trainer: Trainer, workers: int | None
     prefetched batches), then ``steps`` timed ones. Returns (wall s, data wait s, CPU s of the process and
     its workers) per timed step. ``workers=None``: batches already in memory."""
     seed = config.runtime.seed
-    collator = MaskCollator(build_mask_generators(config.masks, token_grid(config, trainer.objective)), seed)
+    collator = MaskCollator(build_mask_generators(config.masks, config.token_grid), seed)
     dataset = quiet_dataset(config)
     stream = make_loader(dataset, batch_size=config.data.batch_size, collate_fn=collator, seed=seed,
                          num_workers=workers or 0, persistent_workers=bool(workers))  # fmt: skip

@@ -54,7 +54,6 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from trainer import StepSizes, batch_pool, step_config, step_trainer  # noqa: E402  (benchmarks/trainer.py)
 from vjepa.models.registry import EncoderConfig, PredictorConfig  # noqa: E402
 from vjepa.precision import cpu_bf16_speedup, cpu_bf16_support, resolve_precision  # noqa: E402
-from vjepa.pretrain.setup import token_grid  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
 from vjepa.runtime import Runtime, resolve_device  # noqa: E402
 
@@ -153,7 +152,7 @@ def build(args: argparse.Namespace, setting: Setting, device: torch.device):
     ]
     config = step_config(sizes, args.steps + args.warmup, overrides)
     trainer = step_trainer(config, Runtime(device))
-    return trainer, config, token_grid(config, trainer.objective)
+    return trainer, config, config.token_grid
 
 
 def run_one(args: argparse.Namespace, setting: Setting) -> dict:

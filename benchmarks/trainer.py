@@ -13,7 +13,7 @@ import torch
 from vjepa.masks import MaskCollator, MaskedBatch
 from vjepa.pretrain.config import PretrainConfig, load_pretrain_config
 from vjepa.pretrain.data import build_mask_generators
-from vjepa.pretrain.setup import Trainer, build_trainer, token_grid
+from vjepa.pretrain.setup import Trainer, build_trainer
 from vjepa.runtime import Runtime
 
 
@@ -75,9 +75,7 @@ class _Sample:
 def batch_pool(config: PretrainConfig, trainer: Trainer, seed: int = 0, count: int = 3) -> list[MaskedBatch]:
     """``count`` distinct CPU batches of random clips with the config's masks, to cycle (mask sizes differ)."""
     d = config.data
-    collator = MaskCollator(
-        build_mask_generators(config.masks, token_grid(config, trainer.objective)), seed=seed
-    )
+    collator = MaskCollator(build_mask_generators(config.masks, config.token_grid), seed=seed)
     g = torch.Generator().manual_seed(seed)
     shape = (3, d.num_frames, d.resolution, d.resolution)
     return [

@@ -18,7 +18,6 @@ from torch import nn
 from vjepa.checkpoint import load_pretrained, save_pretrained
 from vjepa.config import ConfigError
 from vjepa.data.loader import DataStream
-from vjepa.grid import TokenGrid
 from vjepa.models import VideoEncoder, build_predictor
 from vjepa.optim import build_optimizer, param_groups
 from vjepa.precision import Precision, PrecisionDecision
@@ -83,7 +82,7 @@ def build_trainer(
     """
     stream = None
     if data:
-        stream = build_stream(config, clip_token_grid(config), runtime)
+        stream = build_stream(config, config.token_grid, runtime)
     seed_everything(config.runtime.seed)
     objective, sharding = prepare_objective(build_objective(config), config.runtime, runtime, shard=shard)
     groups = param_groups(objective.encoder, [objective.predictor, objective.pixel_head or nn.Identity()])
@@ -160,13 +159,3 @@ def model_parts(objective: JEPAObjective) -> dict[str, nn.Module | None]:
         "target_encoder": objective.target_encoder,
         "pixel_head": objective.pixel_head,
     }
-
-
-def clip_token_grid(config: PretrainConfig) -> TokenGrid:
-    """The token grid of the config's clips, known before any model is built."""
-    return config.token_grid
-
-
-def token_grid(config: PretrainConfig, objective: JEPAObjective) -> TokenGrid:
-    """The token grid of the config's clips for the built encoder."""
-    return objective.encoder.config.token_grid(config.data.num_frames, config.data.resolution)
