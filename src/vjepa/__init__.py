@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         load_pretrained,
         save_pretrained,
     )
+    from vjepa.errors import VjepaError
     from vjepa.extract import ExtractSpec, extract_features
     from vjepa.grid import TokenGrid
     from vjepa.interop.hf import load_hf
@@ -62,6 +63,7 @@ _EXPORTS = {
         "load_pretrained",
         "save_pretrained",
     ),
+    "vjepa.errors": ("VjepaError",),
     "vjepa.extract": ("ExtractSpec", "extract_features"),
     "vjepa.grid": ("TokenGrid",),
     "vjepa.interop.hf": ("load_hf",),
@@ -113,6 +115,7 @@ __all__ = [
     "Pretrained",
     "TokenGrid",
     "VideoEncoder",
+    "VjepaError",
     "build_encoder",
     "build_predictor",
     "convert_official",
