@@ -18,7 +18,7 @@ steadier than wall time on a machine shared with other jobs.
 Each (model, precision) runs in its own subprocess, so the peak memory (CPU: peak RSS of the process; CUDA:
 ``max_memory_allocated``) is that configuration's own.
 
-The header prints what decides ``precision: auto`` (:func:`vjepa.runtime.resolve_precision`): torch's CPU
+The header prints what decides ``precision: auto`` (:func:`vjepa.precision.resolve_precision`): torch's CPU
 kernels, the bf16 instruction sets the CPU reports, the oneDNN ISA limit, the matmul probe, and the resolved
 choice, so that the rule can be checked against the measured step times on any machine. Force an AVX2
 laptop's kernels on an AVX512 machine with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``.
