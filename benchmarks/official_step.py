@@ -15,8 +15,10 @@ by line) is restated here in plain torch on copies of our trainer's modules, wit
   moments (``adamw_logger``) are read as Python floats, as the official loop logs them;
 - the EMA update is the official per-parameter loop ``p_k.mul_(m).add_((1 - m) * p_q)``.
 
-Precision: ``fp32``, or ``bf16`` under ``torch.autocast`` on the step's device. (The official code enters
-``torch.cuda.amp.autocast``, which does nothing on CPU: there its bf16 setting runs the fp32 step.)
+Precision: ``fp32``, or ``bf16`` under ``torch.autocast`` on the step's device; on CUDA, bf16 also goes through
+the official ``GradScaler`` (a power-of-two loss scale, so the gradients after unscaling are the same). (The
+official code enters ``torch.cuda.amp.autocast``, which does nothing on CPU: there its bf16 setting runs the
+fp32 step.)
 
 Both steps get the same schedule values, start from the same weights and see the same batches, so their losses
 and weights must stay equal to float rounding: the table reports the largest relative loss difference over the
@@ -122,6 +124,9 @@ class OfficialStep:
                            "WD_exclude": True, "weight_decay": 0})  # fmt: skip
         opt = trainer.optimizer.defaults
         self.optimizer = torch.optim.AdamW(groups, betas=opt["betas"], eps=opt["eps"])
+        cuda_bf16 = self.precision == "bf16" and trainer.runtime.device.type == "cuda"
+        # the official code makes a GradScaler whenever it trains in mixed precision
+        self.scaler = torch.amp.GradScaler("cuda") if cuda_bf16 else None
 
     def __call__(self, batch: MaskedBatch, step: int) -> float:
         s = self.schedules
@@ -145,11 +150,19 @@ class OfficialStep:
             pstd = sum(torch.sqrt(z.var(dim=1) + 0.0001) for z in zs) / len(zs)
             loss_reg = torch.mean(F.relu(1.0 - pstd))
         loss = loss_jepa + 0.0 * loss_reg
-        loss.backward()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
         if s.clipping(step):
             torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), s.config.clip_grad)
             torch.nn.utils.clip_grad_norm_(self.predictor.parameters(), s.config.clip_grad)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self._log_gradients(self.encoder)
         self._log_gradients(self.predictor)
         self.optimizer.zero_grad()
