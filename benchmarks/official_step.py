@@ -50,7 +50,14 @@ import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from train_step import print_precision_header  # noqa: E402  (benchmarks/train_step.py)
-from trainer import StepSizes, batch_pool, step_config, step_trainer  # noqa: E402  (benchmarks/trainer.py)
+from trainer import (  # noqa: E402  (benchmarks/trainer.py)
+    COMPARISON_SIZES,
+    add_size_arguments,
+    batch_pool,
+    sizes_from,
+    step_config,
+    step_trainer,
+)
 from vjepa.masks import MaskedBatch  # noqa: E402
 from vjepa.pretrain.setup import Trainer  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
@@ -199,9 +206,7 @@ class OfficialStep:
 
 def compare(args: argparse.Namespace, precision: str, device: torch.device) -> dict:
     """Alternate ``rounds`` x (``per_round`` official steps, the same steps ours) from the same weights."""
-    sizes = StepSizes(
-        args.model, args.num_frames, args.resolution, args.batch, args.pred_depth, args.pred_width
-    )
+    sizes = sizes_from(args)
     total = args.rounds * args.per_round + args.warmup
     config = step_config(sizes, total, [f"runtime.device={device.type}", f"runtime.precision={precision}"])
     ours = step_trainer(config, Runtime(device))
@@ -246,12 +251,7 @@ def _sync(device: torch.device) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
-    p.add_argument("--model", default="tiny")
-    p.add_argument("--num-frames", type=int, default=8)
-    p.add_argument("--resolution", type=int, default=112)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--pred-depth", type=int, default=6)
-    p.add_argument("--pred-width", type=int, default=192)
+    add_size_arguments(p, COMPARISON_SIZES)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (the issue's comparison: 1)")
     p.add_argument("--rounds", type=int, default=5, help="alternations of the two steps")

@@ -47,7 +47,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from data import make_source  # noqa: E402  (benchmarks/data.py)
-from trainer import step_trainer  # noqa: E402  (benchmarks/trainer.py)
+from trainer import DEMO_SIZES, add_size_arguments, step_trainer  # noqa: E402  (benchmarks/trainer.py)
 from vjepa.data.datasets import ClipSample  # noqa: E402
 from vjepa.data.draws import LOAD_STREAM, draw_rng  # noqa: E402
 from vjepa.data.loader import make_loader  # noqa: E402
@@ -339,12 +339,7 @@ def main() -> None:
         "--hd-frame-step", type=int, default=4, help="frame step of clips from the 320x240 sources"
     )
     p.add_argument("--frame-step", type=int, default=1, help="frame step of clips from the demo data")
-    p.add_argument("--model", default="vit_tiny")
-    p.add_argument("--num-frames", "--frames", type=int, default=16)
-    p.add_argument("--resolution", "--size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--pred-depth", type=int, default=4)
-    p.add_argument("--pred-width", type=int, default=96)
+    add_size_arguments(p, DEMO_SIZES)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: vjepa's default)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")

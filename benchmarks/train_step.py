@@ -51,7 +51,14 @@ from dataclasses import dataclass  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from trainer import StepSizes, batch_pool, step_config, step_trainer  # noqa: E402  (benchmarks/trainer.py)
+from trainer import (  # noqa: E402  (benchmarks/trainer.py)
+    COMPARISON_SIZES,
+    add_size_arguments,
+    batch_pool,
+    sizes_from,
+    step_config,
+    step_trainer,
+)
 from vjepa.models.registry import EncoderConfig, PredictorConfig  # noqa: E402
 from vjepa.precision import cpu_bf16_speedup, cpu_bf16_support, resolve_precision  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
@@ -141,9 +148,7 @@ class Setting:
 
 def build(args: argparse.Namespace, setting: Setting, device: torch.device):
     """The trainer ``vjepa pretrain`` builds for this setting (:func:`vjepa.pretrain.setup.build_trainer`)."""
-    sizes = StepSizes(
-        setting.model, args.num_frames, args.resolution, args.batch, args.pred_depth, args.pred_width
-    )
+    sizes = sizes_from(args, setting.model)
     overrides = [
         f"runtime.device={device.type}",
         f"runtime.precision={setting.precision}",
@@ -217,11 +222,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["tiny"], help="encoder sizes (tiny small base large ...)")
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16"])
     p.add_argument("--activation-checkpointing", choices=["off", "on", "both"], default="off")
-    p.add_argument("--num-frames", "--frames", type=int, default=8)
-    p.add_argument("--resolution", "--size", type=int, default=112)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--pred-depth", type=int, default=6)
-    p.add_argument("--pred-width", type=int, default=192)
+    add_size_arguments(p, COMPARISON_SIZES, model=False)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
     p.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")

@@ -5,6 +5,7 @@ recipe with a benchmark's sizes, and a few in-memory batches to cycle (no datase
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,29 @@ class StepSizes:
     batch: int
     pred_depth: int
     pred_width: int
+
+
+COMPARISON_SIZES = StepSizes("tiny", 8, 112, 8, 6, 192)  # the step official_step.py compares
+# the demo's step (contention.py repeats these defaults: its parent process must not load torch)
+DEMO_SIZES = StepSizes("vit_tiny", 16, 64, 16, 4, 96)
+
+
+def add_size_arguments(parser: argparse.ArgumentParser, defaults: StepSizes, *, model: bool = True) -> None:
+    """The ``StepSizes`` options (``--model`` only with ``model``), with ``defaults``; see :func:`sizes_from`."""
+    if model:
+        parser.add_argument("--model", default=defaults.model, help="encoder size (tiny, vit_small, ...)")
+    parser.add_argument("--num-frames", "--frames", type=int, default=defaults.num_frames)
+    parser.add_argument("--resolution", "--size", type=int, default=defaults.resolution)
+    parser.add_argument("--batch", type=int, default=defaults.batch, help="clips per step (per process)")
+    parser.add_argument("--pred-depth", type=int, default=defaults.pred_depth)
+    parser.add_argument("--pred-width", type=int, default=defaults.pred_width)
+
+
+def sizes_from(args: argparse.Namespace, model: str | None = None) -> StepSizes:
+    """The sizes :func:`add_size_arguments` parsed (``model`` overrides ``args.model``)."""
+    return StepSizes(
+        model or args.model, args.num_frames, args.resolution, args.batch, args.pred_depth, args.pred_width
+    )
 
 
 def step_config(sizes: StepSizes, steps: int, overrides: Sequence[str] = ()) -> PretrainConfig:
