@@ -59,6 +59,7 @@ from trainer import (  # noqa: E402  (benchmarks/trainer.py)
     step_trainer,
 )
 from vjepa.masks import MaskedBatch  # noqa: E402
+from vjepa.optim import param_groups, set_lr_and_wd  # noqa: E402
 from vjepa.pretrain.setup import Trainer  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
 from vjepa.runtime import Runtime, resolve_device  # noqa: E402
@@ -121,15 +122,9 @@ class OfficialStep:
         self.predictor = copy.deepcopy(obj.predictor)
         self.precision = trainer.precision
         self.schedules = trainer.schedules
-        groups = []
-        for module in (self.encoder, self.predictor):  # the official init_opt: decayed groups first
-            groups.append(
-                {"params": [p for n, p in module.named_parameters() if "bias" not in n and p.ndim != 1]}
-            )
-        for module in (self.encoder, self.predictor):
-            groups.append({"params": [p for n, p in module.named_parameters() if "bias" in n or p.ndim == 1],
-                           "WD_exclude": True, "weight_decay": 0})  # fmt: skip
         opt = trainer.optimizer.defaults
+        groups = param_groups(self.encoder, [self.predictor])  # the official init_opt's four groups
+        # PyTorch's defaults otherwise (no foreach or fused kernel: the per-parameter loop on CPU)
         self.optimizer = torch.optim.AdamW(groups, betas=opt["betas"], eps=opt["eps"])
         cuda_bf16 = self.precision == "bf16" and trainer.runtime.device.type == "cuda"
         # the official code makes a GradScaler whenever it trains in mixed precision
@@ -138,10 +133,7 @@ class OfficialStep:
     def __call__(self, batch: MaskedBatch, step: int) -> float:
         s = self.schedules
         lr, wd, m = s.lr(step), s.weight_decay(step), s.momentum(step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-            if not group.get("WD_exclude"):
-                group["weight_decay"] = wd
+        set_lr_and_wd(self.optimizer, lr, wd)
         clips, masks = batch.clips, batch.masks
         device = clips.device.type
         amp = torch.autocast(device, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
