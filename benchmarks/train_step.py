@@ -67,11 +67,14 @@ from vjepa.runtime import Runtime, resolve_device  # noqa: E402
 # --------------------------------------------------------------------------------------------- FLOP count
 
 
-def block_flops(tokens: int, width: int, hidden: int) -> int:
-    """Forward matmul FLOPs of one transformer block on ``tokens`` tokens (per sample)."""
-    linear = 2 * tokens * (3 * width * width + width * width + 2 * width * hidden)
-    attention = 2 * 2 * tokens * tokens * width  # q k^T and attn v
-    return linear + attention
+def block_flops(tokens: int, width: int, hidden: int, queries: int | None = None) -> int:
+    """Forward matmul FLOPs of one transformer block on ``tokens`` tokens (per sample), of which ``queries``
+    (None: all) have their outputs computed (the predictor's last block: the target tokens only)."""
+    q = tokens if queries is None else queries
+    qkv = 2 * tokens * 3 * width * width
+    rest = 2 * q * (width * width + 2 * width * hidden)  # attention projection and MLP
+    attention = 2 * 2 * q * tokens * width  # q k^T and attn v
+    return qkv + rest + attention
 
 
 def encoder_flops(cfg: EncoderConfig, tokens: int) -> int:
@@ -84,8 +87,9 @@ def patch_embed_flops(cfg: EncoderConfig, num_tokens: int) -> int:
 
 
 def predictor_flops(cfg: PredictorConfig, k_ctx: int, k_tgt: int) -> int:
-    d = cfg.predictor_embed_dim
-    blocks = cfg.depth * block_flops(k_ctx + k_tgt, d, int(d * cfg.mlp_ratio))
+    d, hidden = cfg.predictor_embed_dim, int(cfg.predictor_embed_dim * cfg.mlp_ratio)
+    n = k_ctx + k_tgt
+    blocks = (cfg.depth - 1) * block_flops(n, d, hidden) + block_flops(n, d, hidden, queries=k_tgt)
     return 2 * k_ctx * cfg.embed_dim * d + blocks + 2 * k_tgt * d * cfg.embed_dim
 
 

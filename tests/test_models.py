@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -148,6 +149,43 @@ def test_predictor_has_one_mask_token_per_setting_and_predicts_target_positions(
     assert not torch.allclose(preds[0], preds[1])  # different mask tokens
     sum(p.sum() for p in preds).backward()
     assert all(t.grad is not None for t in predictor.mask_tokens)
+
+
+class _WholeBlock(torch.nn.Module):
+    """A block that computes every row and then drops the first ``first_query``: the plain way."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x, rope=None, first_query=0):
+        return self.block(x, rope)[:, first_query:]
+
+
+@pytest.mark.parametrize("positions", ["sincos", "rope"])
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_predictor_last_block_computes_only_the_target_rows(positions, checkpointed):
+    """The last block runs its queries, projection and MLP on the target rows only; predictions and every
+    gradient equal those of the whole block's outputs cut to the target rows."""
+    torch.manual_seed(0)
+    config = tiny_config(embed_dim=48, num_heads=2, patch_size=8, positions=positions)
+    encoder = VideoEncoder(config)
+    fast = build_predictor(encoder, predictor_embed_dim=24, depth=2, num_heads=2, zero_init_mask_tokens=False)
+    plain = copy.deepcopy(fast)
+    plain.predictor_blocks[-1] = _WholeBlock(plain.predictor_blocks[-1])
+    fast.grad_checkpointing = plain.grad_checkpointing = checkpointed
+    g = torch.Generator().manual_seed(1)
+    order = torch.stack([torch.randperm(32, generator=g) for _ in range(2)])  # 2 x 4 x 4 tokens
+    ctx_idx, tgt_idx = order[:, :8], order[:, 8:30]  # [2, 8], [2, 22]
+    context = torch.randn(2, 8, 48, requires_grad=True)
+    outputs = []
+    for predictor in (fast, plain):
+        out = predictor(context, ctx_idx, tgt_idx)  # [2, 22, 48]
+        (grad_context,) = torch.autograd.grad(out.square().sum(), context)
+        outputs.append((out, grad_context))
+    torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(outputs[0][1], outputs[1][1], rtol=1e-5, atol=1e-6)
+    assert outputs[0][0].shape == (2, 22, 48)
 
 
 def test_config_validation_names_the_field():

@@ -74,7 +74,11 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, rope: RopeTables | None = None) -> Tensor:  # [B, N, D] -> [B, N, D]
+    def forward(
+        self, x: Tensor, rope: RopeTables | None = None, first_query: int = 0
+    ) -> Tensor:  # [B, N, D] -> [B, N - first_query, D]
+        """Every token attends to every token; with ``first_query`` > 0 only the outputs of the tokens from
+        that one on are computed (the others still serve as keys and values)."""
         b, n, d = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         if rope is not None:  # q and k rotated together: [2, B, heads, N, dh]
@@ -82,6 +86,8 @@ class Attention(nn.Module):
             v = qkv[2]
         else:
             q, k, v = qkv.unbind(0)  # each [B, heads, N, dh]
+        if first_query:
+            q = q[:, :, first_query:]  # [B, heads, N - first_query, dh]
         return self.proj(_merge_heads(attention(q, k, v)))
 
 
@@ -105,17 +111,27 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor, rope: RopeTables | None = None) -> Tensor:  # [B, N, D] -> [B, N, D]
-        x = x + self.attn(self.norm1(x), rope)
+    def forward(
+        self, x: Tensor, rope: RopeTables | None = None, first_query: int = 0
+    ) -> Tensor:  # [B, N, D] -> [B, N - first_query, D]
+        """With ``first_query`` > 0, only the outputs of the tokens from that one on are computed: all tokens
+        are keys and values, but the attention's queries, its projection and the MLP run on those rows only
+        (the predictor's last block, whose context rows nothing reads)."""
+        if first_query:
+            x = x[:, first_query:] + self.attn(self.norm1(x), rope, first_query)
+        else:
+            x = x + self.attn(self.norm1(x), rope)
         return x + self.mlp(self.norm2(x))
 
 
-def run_block(block: nn.Module, x: Tensor, checkpointed: bool, rope: RopeTables | None = None) -> Tensor:
-    """``block(x, rope)``, recomputed in the backward pass instead of stored when ``checkpointed`` and
-    gradients are on (activation checkpointing; no effect under no_grad)."""
+def run_block(
+    block: nn.Module, x: Tensor, checkpointed: bool, rope: RopeTables | None = None, first_query: int = 0
+) -> Tensor:
+    """``block(x, rope, first_query)``, recomputed in the backward pass instead of stored when
+    ``checkpointed`` and gradients are on (activation checkpointing; no effect under no_grad)."""
     if checkpointed and torch.is_grad_enabled():
-        return checkpoint(block, x, rope, use_reentrant=False)
-    return block(x, rope)
+        return checkpoint(block, x, rope, first_query, use_reentrant=False)
+    return block(x, rope, first_query)
 
 
 class CrossAttention(nn.Module):

@@ -18,7 +18,8 @@ class Predictor(nn.Module):
 
     The sequence is the embedded context tokens followed by one mask token per target position (the mask
     token of the current mask setting plus the target's position); no re-ordering. The outputs at the mask
-    tokens, projected back to the encoder width, are the predictions. Positions are a sin-cos table added to
+    tokens, projected back to the encoder width, are the predictions; the last block computes only those
+    (its context rows would be discarded), which gives the same predictions and gradients for less work. Positions are a sin-cos table added to
     the tokens (V-JEPA) or RoPE in every block (V-JEPA 2; the official code sorts the tokens by position
     first, which attention does not depend on).
 
@@ -80,10 +81,12 @@ class Predictor(nn.Module):
             queries = token.expand(target_index.shape[0], target_index.shape[1], -1)  # [B, K_tgt, d]
             rope = self._rope(torch.cat([context_index, target_index], dim=1), grid)
         x = torch.cat([x, queries], dim=1)  # [B, K_ctx + K_tgt, d]
-        for block in self.predictor_blocks:
-            x = run_block(block, x, self.grad_checkpointing, rope)
-        x = self.predictor_norm(x[:, context.shape[1] :])  # [B, K_tgt, d]
-        return self.predictor_proj(x)  # [B, K_tgt, D]
+        k_ctx = context.shape[1]
+        last = len(self.predictor_blocks) - 1  # depth >= 1 (PredictorConfig)
+        for i, block in enumerate(self.predictor_blocks):
+            # nothing reads the last block's outputs at the context tokens: it computes the targets' only
+            x = run_block(block, x, self.grad_checkpointing, rope, k_ctx if i == last else 0)
+        return self.predictor_proj(self.predictor_norm(x))  # [B, K_tgt, d] -> [B, K_tgt, D]
 
     def _rope(self, index: Tensor, grid: TokenGrid) -> RopeTables:
         c = self.config
