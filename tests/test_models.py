@@ -178,14 +178,19 @@ def test_predictor_last_block_computes_only_the_target_rows(positions, checkpoin
     order = torch.stack([torch.randperm(32, generator=g) for _ in range(2)])  # 2 x 4 x 4 tokens
     ctx_idx, tgt_idx = order[:, :8], order[:, 8:30]  # [2, 8], [2, 22]
     context = torch.randn(2, 8, 48, requires_grad=True)
-    outputs = []
+    outputs, grads = [], []
     for predictor in (fast, plain):
         out = predictor(context, ctx_idx, tgt_idx)  # [2, 22, 48]
-        (grad_context,) = torch.autograd.grad(out.square().sum(), context)
-        outputs.append((out, grad_context))
-    torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(outputs[0][1], outputs[1][1], rtol=1e-5, atol=1e-6)
-    assert outputs[0][0].shape == (2, 22, 48)
+        outputs.append(out)
+        inputs = [context, *predictor.parameters()]  # mask tokens of other settings get None
+        grads.append(torch.autograd.grad(out.square().sum(), inputs, allow_unused=True))
+    assert outputs[0].shape == (2, 22, 48)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-6, atol=1e-6)
+    assert [g is None for g in grads[0]] == [g is None for g in grads[1]]
+    unused = len(fast.mask_tokens) - 1  # only mask token 0 is used
+    assert sum(g is not None for g in grads[0]) == 1 + len(list(fast.parameters())) - unused
+    for fast_grad, plain_grad in zip(*grads, strict=True):  # the context's, then every parameter's
+        torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-5, atol=1e-6)
 
 
 def test_config_validation_names_the_field():

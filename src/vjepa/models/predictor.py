@@ -19,9 +19,9 @@ class Predictor(nn.Module):
     The sequence is the embedded context tokens followed by one mask token per target position (the mask
     token of the current mask setting plus the target's position); no re-ordering. The outputs at the mask
     tokens, projected back to the encoder width, are the predictions; the last block computes only those
-    (its context rows would be discarded), which gives the same predictions and gradients for less work. Positions are a sin-cos table added to
-    the tokens (V-JEPA) or RoPE in every block (V-JEPA 2; the official code sorts the tokens by position
-    first, which attention does not depend on).
+    (its context rows would be discarded): the same predictions and gradients for less work. Positions are
+    a sin-cos table added to the tokens (V-JEPA) or RoPE in every block (V-JEPA 2; the official code sorts
+    the tokens by position first, which attention does not depend on).
 
     Args:
         config: the architecture.
