@@ -73,7 +73,8 @@ def test_windows_cover_the_video():
     assert window_indices(40, ExtractSpec(num_frames=8, frame_step=2)).shape == (3, 8)  # default stride = 16
 
 
-def test_extract_cli_tokens_match_the_encoder(setup_files, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_extract_cli_tokens_match_the_encoder(setup_files, tmp_path, workers):
     root, videos, ckpt, encoder = setup_files
     out = tmp_path / "feats"
     argv = [
@@ -88,6 +89,7 @@ def test_extract_cli_tokens_match_the_encoder(setup_files, tmp_path):
     ]
     argv += ["--frames", "8", "--frame-step", "2", "--stride", "8", "--resolution", "32", "--crop", "full"]
     argv += ["--batch-size", "3", "--device", "cpu", "--precision", "fp32"]  # exact tokens: fp32
+    argv += ["--num-workers", str(workers)]
     with pytest.raises(SystemExit) as done:
         main(argv)
     assert done.value.code == 0

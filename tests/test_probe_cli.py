@@ -179,7 +179,8 @@ def test_eval_linear_readout_with_label_fractions_uncached(synthetic, random_enc
         EvalConfig,
         load_eval_config("synthetic_appearance")[1],
         overrides(synthetic, random_encoder, tmp_path, "appearance")
-        + ["cache.dir=null", "probe.kind=linear", "label_fractions=[0.5, 1.0]", "optimization.lr=[0.03]"],
+        + ["cache.dir=null", "probe.kind=linear", "label_fractions=[0.5, 1.0]", "optimization.lr=[0.03]"]
+        + ["data.num_workers=2"],  # the clips come through worker processes
     )
     report = run_eval(cfg)
     assert [r["fraction"] for r in report["results"]] == [0.5, 1.0]

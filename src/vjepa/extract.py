@@ -43,6 +43,7 @@ from vjepa.data.errors import VideoDecodeError
 from vjepa.data.inputs import list_inputs, output_names
 from vjepa.data.sampling import ClipConfig, MediaKind
 from vjepa.data.transforms import CropBox, EvalViewSpec, crop_resize, eval_views, normalize
+from vjepa.data.workers import iterate_loader, worker_context
 from vjepa.errors import VjepaError, shown
 from vjepa.frozen_encoder import load_frozen_encoder
 from vjepa.io import FEATURES_FORMAT, atomic_write, write_json, write_safetensors
@@ -215,10 +216,11 @@ def extract_features(
         batch_size=spec.batch_size,
         collate_fn=_collate,
         num_workers=spec.num_workers,
+        multiprocessing_context=worker_context() if spec.num_workers > 0 else None,
     )
     pending: dict[int, list[Tensor | None]] = {}  # file -> its windows' features so far
     batches = math.ceil(len(plan.items) / spec.batch_size)
-    for batch in runtime.track(loader, batches, "extracting", unit="batch"):
+    for batch in runtime.track(iterate_loader(loader), batches, "extracting", unit="batch"):
         for item, clip, reason in batch:
             if clip is None:
                 report.failed[files[item.file]] = reason

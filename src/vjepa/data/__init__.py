@@ -13,5 +13,6 @@ Modules (import from them directly; this package imports nothing so that importi
 - `synthetic_clips`: `SyntheticClipDataset`, training clips of synthetic videos rendered in memory.
 - `inputs`: a command's input files from CSV indexes, folders, path lists or single files.
 - `loader`: `DrawSampler`, `DataStream`, `make_loader` (workers, ranks, resume, failure accounting).
+- `workers`: how loader workers start (from a fork server, not by forking a threaded process).
 - `draws`, `errors`: draw keys and per-draw seeding; bad-file errors, policy and tracker.
 """

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vjepa.data.draws import DrawKey
 from vjepa.data.errors import FailurePolicy, FailureTracker, SkippedVideo
 from vjepa.data.index import MixedIndex
+from vjepa.data.workers import StartMethod, iterate_loader, worker_context
 from vjepa.runtime import share
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ class DataStream:
         persistent_workers: keep workers alive between epochs.
         failure_policy: when bad files stop the run.
         seed: seed for worker-global RNGs.
+        worker_start: how workers start (`vjepa.data.workers.worker_context`; default ``forkserver``).
     """
 
     def __init__(
@@ -202,6 +204,7 @@ class DataStream:
         persistent_workers: bool = False,
         failure_policy: FailurePolicy | None = None,
         seed: int = 0,
+        worker_start: StartMethod | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -227,6 +230,7 @@ class DataStream:
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
             persistent_workers=persistent_workers and num_workers > 0,
             worker_init_fn=_WorkerSeeder(seed, sampler.rank) if num_workers > 0 else None,
+            multiprocessing_context=worker_context(worker_start) if num_workers > 0 else None,
         )
 
     @property
@@ -240,7 +244,7 @@ class DataStream:
 
     def __iter__(self) -> Iterator[Any]:
         self.sampler.set_epoch(self.epoch, start=self.batches_done * self.batch_size)
-        for batch, num_samples, skipped in self._loader:
+        for batch, num_samples, skipped in iterate_loader(self._loader):
             self.batches_done += 1
             self.failures.update(num_samples, skipped)
             yield batch
@@ -300,6 +304,7 @@ def make_loader(
     failure_policy: FailurePolicy | None = None,
     rank: int | None = None,
     world_size: int | None = None,
+    worker_start: StartMethod | None = None,
 ) -> DataStream:
     """Build the sampler and the `DataStream` for a dataset (the usual entry point).
 
@@ -319,6 +324,8 @@ def make_loader(
         failure_policy: bad-file bounds (default: the dataset's, if it has one).
         rank: override the distributed rank.
         world_size: override the distributed world size.
+        worker_start: how workers start: ``forkserver`` (default where available), ``spawn`` or ``fork``
+            (see `vjepa.data.workers`).
     """
     sampler = DrawSampler(
         len(dataset),
@@ -342,6 +349,7 @@ def make_loader(
         persistent_workers=persistent_workers,
         failure_policy=failure_policy or getattr(dataset, "failure_policy", None),
         seed=seed,
+        worker_start=worker_start,
     )
 
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from vjepa.data.draws import DrawKey
+from vjepa.data.workers import iterate_loader, worker_context
 from vjepa.errors import InvalidArgument
 from vjepa.precision import Precision
 from vjepa.probe.features import FeatureCache, SegmentMode, encode_views
@@ -142,8 +143,9 @@ class OnlineFeatures:
             sampler=keys,  # type: ignore[arg-type]
             collate_fn=collate_keyed,
             num_workers=self.num_workers,
+            multiprocessing_context=worker_context() if self.num_workers > 0 else None,
         )
-        for index, clips, labels, counted in loader:
+        for index, clips, labels, counted in iterate_loader(loader):
             tokens = encode_views(
                 self.encoder, clips.to(self.device), segments=self.segments, precision=self.precision
             )
