@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
+from typing import Any
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ from torch.utils.data import Dataset
 
 from vjepa.data.draws import DrawKey, as_draw_key
 from vjepa.data.loader import make_loader
-from vjepa.data.workers import worker_context
+from vjepa.data.workers import WorkerDied, worker_context
 from vjepa.errors import InvalidArgument, VjepaError
 
 pytestmark = pytest.mark.skipif(
@@ -36,6 +38,22 @@ class LockingDataset(Dataset):
 
 def cat(samples: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(samples)  # [B, 2]: record index, worker's parent pid
+
+
+class DyingAt(Dataset):
+    """`base`'s samples; the worker process that is asked for draw `draw` or later kills itself (as the
+    out-of-memory killer would). Never in the test process itself."""
+
+    def __init__(self, base: Any, draw: int) -> None:
+        self.base, self.draw = base, draw
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: DrawKey) -> Any:
+        if as_draw_key(key).draw >= self.draw and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.base[key]
 
 
 def first_batches(stream, timeout: float = 60.0) -> list[torch.Tensor]:
@@ -96,3 +114,48 @@ def test_unknown_start_method_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="start method 'threads'"):
         worker_context("threads")  # type: ignore[arg-type]
     assert worker_context().get_start_method() == "forkserver"  # type: ignore[union-attr]
+
+
+def test_a_worker_that_dies_is_named_as_such() -> None:
+    stream = make_loader(DyingAt(LockingDataset(), 4), batch_size=4, collate_fn=cat, seed=0, num_workers=1)
+    with pytest.raises(WorkerDied, match=r"worker process died \(DataLoader worker .*fewer workers"):
+        list(stream)
+
+
+def test_pretraining_stops_on_a_dead_worker_naming_the_intact_checkpoint(tmp_path, monkeypatch) -> None:
+    import vjepa.pretrain.data as pretrain_data
+    from pretrain_helpers import tiny_config
+    from vjepa.pretrain.loop import pretrain
+    from vjepa.pretrain.state import load_training_state
+
+    real_build = pretrain_data.build_dataset
+    batch = 4
+    monkeypatch.setattr(pretrain_data, "build_dataset", lambda *a: DyingAt(real_build(*a), 6 * batch))
+    config = tiny_config(["data.num_workers=1", "logging.checkpoint_every=2"])
+    with pytest.raises(
+        WorkerDied, match=r"died.*stopped at step [2-5]\. .*latest\.pt \(resumes at step [24]\)"
+    ):
+        pretrain(config, tmp_path / "run")
+    assert load_training_state(tmp_path / "run/checkpoints/latest.pt")["step"] in (2, 4)
+
+
+def test_the_cli_reports_a_dead_worker_in_one_line(monkeypatch, capsys) -> None:
+    import vjepa.cli as cli
+
+    def extract(args: Any) -> int:  # torch's error, as its SIGCHLD handler raises it mid-encoding
+        raise RuntimeError("DataLoader worker (pid 123) is killed by signal: Killed. ")
+
+    monkeypatch.setattr(cli, "_extract", extract)
+    with pytest.raises(SystemExit) as done:
+        cli.main(["extract", "x.mp4", "--out", "o", "--checkpoint", "c", "--encoder", "encoder"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vjepa extract: error: a data loader worker process died (DataLoader worker")
+    assert "Traceback" not in err
+
+    def bug(args: Any) -> int:
+        raise RuntimeError("shape mismatch")  # any other RuntimeError keeps its traceback
+
+    monkeypatch.setattr(cli, "_extract", bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        cli.main(["extract", "x.mp4", "--out", "o", "--checkpoint", "c", "--encoder", "encoder"])

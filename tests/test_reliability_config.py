@@ -258,6 +258,7 @@ def test_every_user_error_is_a_vjepa_error() -> None:
     from vjepa.config import InvalidValue
     from vjepa.data.errors import TooManyFailuresError, VideoDecodeError, VideoTooShortError
     from vjepa.data.index import IndexNotFoundError
+    from vjepa.data.workers import WorkerDied
     from vjepa.errors import InvalidArgument
     from vjepa.io import FormatError
     from vjepa.pretrain.loop import TrainingDiverged
@@ -268,7 +269,7 @@ def test_every_user_error_is_a_vjepa_error() -> None:
 
     for cls in (ConfigError, IndexFormatError, IndexNotFoundError, VideoDecodeError, VideoTooShortError,
                 CheckpointError, RunDirError, CacheError, InvalidValue, InvalidArgument, FormatError,
-                LabelError, ProbeNotTrainedError, TooManyFailuresError, TrainingDiverged):  # fmt: skip
+                LabelError, ProbeNotTrainedError, TooManyFailuresError, TrainingDiverged, WorkerDied):  # fmt: skip
         assert issubclass(cls, VjepaError)
     # Not a ValueError: the CLI catches VjepaError only, so a ValueError (a bug) keeps its traceback.
     assert not issubclass(VjepaError, ValueError)

@@ -502,6 +502,14 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:  # a file or folder the system refused (missing, no permission, disk full, ...)
         print(f"vjepa {args.command}: error: {_os_error(err)}", file=sys.stderr)
         code = 2
+    except RuntimeError as err:  # torch's report of a loader worker that died, wherever it surfaced
+        from vjepa.data.workers import as_worker_death
+
+        died = as_worker_death(err)
+        if died is None:
+            raise
+        print(f"vjepa {args.command}: error: {died}", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print(f"vjepa {args.command}: interrupted", file=sys.stderr)
         code = 130

@@ -58,7 +58,45 @@ def worker_context(start_method: StartMethod | None = None) -> BaseContext | Non
     return context
 
 
+class WorkerDied(VjepaError):
+    """A loader worker process ended without a Python error: killed by a signal (the out-of-memory killer, a
+    kill) or crashed in native code (a decoder)."""
+
+
+def as_worker_death(err: BaseException) -> WorkerDied | None:
+    """torch's error for a loader worker that died, as a `WorkerDied` that says what to do; None for any other
+    error. torch raises it where the loader waits for a batch, or from its SIGCHLD handler wherever the main
+    thread is at that moment (a training step, a checkpoint write), so callers check around more than the
+    loader."""
+    message = str(err)
+    if not isinstance(err, RuntimeError) or not message.startswith("DataLoader worker"):
+        return None
+    if "killed by signal" not in message and "exited unexpectedly" not in message:
+        return None
+    return WorkerDied(
+        f"a data loader worker process died ({message.strip().rstrip('.')}). If the system ran out of memory "
+        "(`dmesg` shows the kill), use fewer workers (data.num_workers, --num-workers) or a smaller batch; if "
+        "a decoder crashed, num_workers=0 shows which file"
+    )
+
+
 def iterate_loader(loader: Iterable[T]) -> Iterator[T]:
+    """The loader's batches; a worker that cannot be sent the dataset or collate function, or that dies,
+    raises a `VjepaError` that says so instead of torch's traceback."""
+    batches = _start(loader)
+    while True:
+        try:
+            yield next(batches)
+        except StopIteration:
+            return
+        except RuntimeError as e:
+            died = as_worker_death(e)
+            if died is None:
+                raise
+            raise died from e
+
+
+def _start(loader: Iterable[T]) -> Iterator[T]:
     """``iter(loader)``, with a clear error when its workers cannot be sent the dataset or collate function."""
     try:
         return iter(loader)

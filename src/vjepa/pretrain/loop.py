@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vjepa.config import save_config
+from vjepa.data.errors import TooManyFailuresError
+from vjepa.data.workers import WorkerDied, as_worker_death
 from vjepa.masks import MaskedBatch
 from vjepa.pretrain.config import PretrainConfig
 from vjepa.pretrain.distributed import full_objective
@@ -161,6 +163,12 @@ def fit(
             reporter.record(step, result, time.perf_counter() - step_start)
             step += 1
             latest = _save_when_due(config, trainer, run, step, result.loss, latest)
+    except (TooManyFailuresError, WorkerDied, RuntimeError) as err:
+        stopped = as_worker_death(err) or err  # a worker's death can surface anywhere in the step
+        if not isinstance(stopped, (TooManyFailuresError, WorkerDied)):
+            raise
+        stopped.args = (f"{stopped}; the run stopped at step {step}. The last checkpoint: {_where(latest)}",)
+        raise stopped from None
     finally:
         reporter.close()
     if config.logging.export and not export_is_complete(run, step):
@@ -177,8 +185,13 @@ def _train_step(trainer: Trainer, micro: list[MaskedBatch], step: int, latest: P
     try:
         return train_step(trainer, micro, step)
     except TrainingDiverged as err:
-        where = f"{latest} (resumes at step {checkpoint_step(latest)})" if latest else "none was written yet"
-        raise TrainingDiverged(f"{err}; the run stopped. The last good checkpoint: {where}") from None
+        raise TrainingDiverged(
+            f"{err}; the run stopped. The last good checkpoint: {_where(latest)}"
+        ) from None
+
+
+def _where(latest: Path | None) -> str:
+    return f"{latest} (resumes at step {checkpoint_step(latest)})" if latest else "none was written yet"
 
 
 def _save_when_due(
