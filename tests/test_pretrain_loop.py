@@ -16,6 +16,7 @@ import vjepa.pretrain.loop as loop
 from pretrain_helpers import make_trainer, tiny_config
 from vjepa.checkpoint import load_pretrained
 from vjepa.data.synthetic import SyntheticSpec, write_synthetic_dataset
+from vjepa.errors import OutOfMemory
 from vjepa.pretrain.loop import (
     TrainingDiverged,
     pretrain,
@@ -139,6 +140,32 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path, monke
         pretrain(config, tmp_path / "run")
     state = load_training_state(tmp_path / "run/checkpoints/latest.pt")
     assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["encoder"].values())
+
+
+def test_out_of_memory_stops_with_what_to_change_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    config = tiny_config(["optimization.epochs=2", "logging.checkpoint_every=2"])
+    real_step = loop.train_step
+
+    def step_that_needs_more(trainer, micro, step):
+        if step == 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(trainer, micro, step)
+
+    monkeypatch.setattr(loop, "train_step", step_that_needs_more)
+    with pytest.raises(
+        OutOfMemory,
+        match=r"out of cpu memory \(CUDA out of memory\. Tried to allocate 2\.00 GiB\); resume with "
+        r"`--set runtime\.activation_checkpointing=true`.*stopped at step 3\. .*latest\.pt \(resumes at step 2\)",
+    ):
+        pretrain(config, tmp_path / "run")
+    assert load_training_state(tmp_path / "run/checkpoints/latest.pt")["step"] == 2
+
+    def bug(trainer, micro, step):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")  # a bug keeps its type and traceback
+
+    monkeypatch.setattr(loop, "train_step", bug)
+    with pytest.raises(RuntimeError, match="mat1"):
+        pretrain(config, tmp_path / "bug")
 
 
 def test_run_dir_is_never_overwritten(tmp_path):

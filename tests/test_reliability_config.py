@@ -259,7 +259,7 @@ def test_every_user_error_is_a_vjepa_error() -> None:
     from vjepa.data.errors import TooManyFailuresError, VideoDecodeError, VideoTooShortError
     from vjepa.data.index import IndexNotFoundError
     from vjepa.data.workers import WorkerDied
-    from vjepa.errors import InvalidArgument
+    from vjepa.errors import InvalidArgument, OutOfMemory
     from vjepa.io import FormatError
     from vjepa.pretrain.loop import TrainingDiverged
     from vjepa.pretrain.rundir import RunDirError
@@ -269,7 +269,8 @@ def test_every_user_error_is_a_vjepa_error() -> None:
 
     for cls in (ConfigError, IndexFormatError, IndexNotFoundError, VideoDecodeError, VideoTooShortError,
                 CheckpointError, RunDirError, CacheError, InvalidValue, InvalidArgument, FormatError,
-                LabelError, ProbeNotTrainedError, TooManyFailuresError, TrainingDiverged, WorkerDied):  # fmt: skip
+                LabelError, ProbeNotTrainedError, TooManyFailuresError, TrainingDiverged, WorkerDied,
+                OutOfMemory):  # fmt: skip
         assert issubclass(cls, VjepaError)
     # Not a ValueError: the CLI catches VjepaError only, so a ValueError (a bug) keeps its traceback.
     assert not issubclass(VjepaError, ValueError)
@@ -283,3 +284,31 @@ def test_path_display_escapes_and_shortens() -> None:
     long = shown("/" + "d" * 10_000)
     assert len(long) < 300 and "chars)" in long
     assert Path(shown("/x/y.mp4")).name == "y.mp4"
+
+
+def test_out_of_memory_in_eval_or_extract_is_one_line(monkeypatch, capsys) -> None:
+    import torch
+
+    import vjepa.cli as cli
+
+    def extract(args) -> int:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB\nmore details")
+
+    monkeypatch.setattr(cli, "_extract", extract)
+    with pytest.raises(SystemExit) as done:
+        main(["extract", "x.mp4", "--out", "o", "--checkpoint", "c", "--encoder", "encoder"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == (
+        "vjepa extract: error: out of cuda memory (CUDA out of memory. Tried to allocate 8.00 GiB); "
+        "use a smaller batch (--batch-size, optimization.batch_size)\n"
+    )
+
+    def cpu_refused(args) -> int:
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory"
+        )
+
+    monkeypatch.setattr(cli, "_extract", cpu_refused)
+    with pytest.raises(SystemExit):
+        main(["extract", "x.mp4", "--out", "o", "--checkpoint", "c", "--encoder", "encoder"])
+    assert capsys.readouterr().err.startswith("vjepa extract: error: out of cpu memory ([enforce fail")

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from vjepa.errors import VjepaError, shown
+from vjepa.errors import VjepaError, as_out_of_memory, shown
 from vjepa.threads import set_thread_env_defaults
 
 
@@ -489,6 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _known_runtime_error(err: RuntimeError) -> VjepaError | None:
+    """torch's RuntimeError for a loader worker that died or for memory that ran out, as a one-line error that
+    says what to change; None for anything else (a bug keeps its traceback)."""
+    from vjepa.data.workers import as_worker_death
+
+    device = "cuda" if type(err).__name__ == "OutOfMemoryError" else "cpu"
+    tips = ["use a smaller batch (--batch-size, optimization.batch_size)"]
+    return as_worker_death(err) or as_out_of_memory(err, device, tips)
+
+
 def main(argv: list[str] | None = None) -> None:
     set_thread_env_defaults()  # before anything imports torch: OMP_WAIT_POLICY is read when torch loads
     parser = build_parser()
@@ -502,13 +512,13 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:  # a file or folder the system refused (missing, no permission, disk full, ...)
         print(f"vjepa {args.command}: error: {_os_error(err)}", file=sys.stderr)
         code = 2
-    except RuntimeError as err:  # torch's report of a loader worker that died, wherever it surfaced
-        from vjepa.data.workers import as_worker_death
-
-        died = as_worker_death(err)
-        if died is None:
+    except (
+        RuntimeError
+    ) as err:  # torch's report of a dead loader worker or of too little memory, if it is one
+        known = _known_runtime_error(err)
+        if known is None:
             raise
-        print(f"vjepa {args.command}: error: {died}", file=sys.stderr)
+        print(f"vjepa {args.command}: error: {known}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print(f"vjepa {args.command}: interrupted", file=sys.stderr)

@@ -31,6 +31,22 @@ class ConfigError(VjepaError):
     :mod:`vjepa.config` and its YAML reader, :mod:`vjepa.yaml_reader`)."""
 
 
+class OutOfMemory(VjepaError):
+    """A step needed more GPU or CPU memory than there was; the message says which settings lower it."""
+
+
+def as_out_of_memory(err: BaseException, device: str, tips: list[str]) -> OutOfMemory | None:
+    """torch's out-of-memory error (CUDA's ``OutOfMemoryError``, or the CPU allocator's refusal) as an
+    `OutOfMemory` naming ``device`` and the ``tips`` (what to change); None for any other error. Recognised by
+    the class name and message, so that this module need not import torch."""
+    text = str(err).strip()
+    message = text.splitlines()[0] if text else type(err).__name__
+    oom = type(err).__name__ == "OutOfMemoryError" or "DefaultCPUAllocator: can't allocate memory" in message
+    if not isinstance(err, RuntimeError) or not oom:
+        return None
+    return OutOfMemory(f"out of {device} memory ({message}); " + "; ".join(tips))
+
+
 def utf8_text(data: bytes, source: object, error: type[VjepaError], what: str) -> str:
     """``data`` decoded as UTF-8 (a leading byte-order mark dropped), or ``error`` naming ``source`` and the
     line of the first byte that is not UTF-8.

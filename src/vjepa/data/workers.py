@@ -1,4 +1,5 @@
-"""How DataLoader worker processes start: from a fork server, never by forking the training process.
+"""How DataLoader worker processes start (from a fork server, not by forking the training process) and how
+their failures read (`WorkerDied`, a one-line error instead of torch's traceback).
 
 A training or extraction process has threads (progress bars, the DataLoader's own queue feeder and pin-memory
 threads, a previous loader's workers being shut down). ``fork`` copies the process with whatever locks those
@@ -65,9 +66,9 @@ class WorkerDied(VjepaError):
 
 def as_worker_death(err: BaseException) -> WorkerDied | None:
     """torch's error for a loader worker that died, as a `WorkerDied` that says what to do; None for any other
-    error. torch raises it where the loader waits for a batch, or from its SIGCHLD handler wherever the main
-    thread is at that moment (a training step, a checkpoint write), so callers check around more than the
-    loader."""
+    error. The loader raises it while it waits for a batch (it checks its workers every 5 s); with forked
+    workers (children of this process) torch's SIGCHLD handler may also raise it wherever the main thread is
+    at that moment (a training step, a checkpoint write), so callers check around more than the loader."""
     message = str(err)
     if not isinstance(err, RuntimeError) or not message.startswith("DataLoader worker"):
         return None
@@ -86,7 +87,7 @@ def iterate_loader(loader: Iterable[T]) -> Iterator[T]:
     batches = _start(loader)
     while True:
         try:
-            yield next(batches)
+            batch = next(batches)
         except StopIteration:
             return
         except RuntimeError as e:
@@ -94,6 +95,7 @@ def iterate_loader(loader: Iterable[T]) -> Iterator[T]:
             if died is None:
                 raise
             raise died from e
+        yield batch
 
 
 def _start(loader: Iterable[T]) -> Iterator[T]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from vjepa.config import save_config
 from vjepa.data.errors import TooManyFailuresError
 from vjepa.data.workers import WorkerDied, as_worker_death
+from vjepa.errors import OutOfMemory, as_out_of_memory
 from vjepa.masks import MaskedBatch
 from vjepa.pretrain.config import PretrainConfig
 from vjepa.pretrain.distributed import full_objective
@@ -164,8 +165,11 @@ def fit(
             step += 1
             latest = _save_when_due(config, trainer, run, step, result.loss, latest)
     except (TooManyFailuresError, WorkerDied, RuntimeError) as err:
-        stopped = as_worker_death(err) or err  # a worker's death can surface anywhere in the step
-        if not isinstance(stopped, (TooManyFailuresError, WorkerDied)):
+        # a worker's death can surface anywhere in the step; running out of memory, in the step or a save
+        stopped = (
+            as_worker_death(err) or as_out_of_memory(err, runtime.device.type, _memory_tips(runtime)) or err
+        )
+        if not isinstance(stopped, (TooManyFailuresError, WorkerDied, OutOfMemory)):
             raise
         stopped.args = (f"{stopped}; the run stopped at step {step}. The last checkpoint: {_where(latest)}",)
         raise stopped from None
@@ -188,6 +192,15 @@ def _train_step(trainer: Trainer, micro: list[MaskedBatch], step: int, latest: P
         raise TrainingDiverged(
             f"{err}; the run stopped. The last good checkpoint: {_where(latest)}"
         ) from None
+
+
+def _memory_tips(runtime: Runtime) -> list[str]:
+    """What lowers a pretraining step's memory, for `OutOfMemory`."""
+    tips = ["resume with `--set runtime.activation_checkpointing=true` (the same maths, less memory)"]
+    if runtime.world_size > 1:
+        tips.append("`--set runtime.strategy=fsdp` (weights and optimizer state sharded over the processes)")
+    tips.append("a smaller data.batch_size (with more optimization.accumulation_steps) needs a new run")
+    return tips
 
 
 def _where(latest: Path | None) -> str:
