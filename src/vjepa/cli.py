@@ -507,8 +507,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = func(args)
     except VjepaError as err:  # a problem the user can fix: one clear line (a bug keeps its traceback)
-        print(f"vjepa {args.command}: error: {err}", file=sys.stderr)
-        code = 2
+        code = err.exit_code  # 2, or 128 + N for a run stopped by signal N after its checkpoint
+        print(f"vjepa {args.command}: {'error: ' if code == 2 else ''}{err}", file=sys.stderr)
     except OSError as err:  # a file or folder the system refused (missing, no permission, disk full, ...)
         print(f"vjepa {args.command}: error: {_os_error(err)}", file=sys.stderr)
         code = 2

@@ -20,6 +20,8 @@ MAX_SHOWN_CHARS = 240
 class VjepaError(Exception):
     """A problem the user can fix; the message names the file and the line or the config key."""
 
+    exit_code = 2  # what the CLI exits with after printing the message
+
 
 class InvalidArgument(VjepaError):
     """A value given on the command line or to a library function that is out of its range or unknown (a

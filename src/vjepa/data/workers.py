@@ -84,9 +84,11 @@ def as_worker_death(err: BaseException) -> WorkerDied | None:
 def iterate_loader(loader: Iterable[T]) -> Iterator[T]:
     """The loader's batches; a worker that cannot be sent the dataset or collate function, or that dies,
     raises a `VjepaError` that says so instead of torch's traceback."""
-    batches = _start(loader)
+    batches: Iterator[T] | None = None
     while True:
         try:
+            if batches is None:
+                batches = _start(loader)  # persistent workers: waits for them to restart the epoch
             batch = next(batches)
         except StopIteration:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,13 +36,14 @@ from vjepa.pretrain.saving import checkpoint_step, export_models, save_checkpoin
 from vjepa.pretrain.setup import Trainer, build_trainer, model_parts
 from vjepa.pretrain.state import LATEST, complete_kept_checkpoint, periodic_name
 from vjepa.pretrain.step import StepResult, TrainingDiverged, train_step
+from vjepa.pretrain.stopping import RunStopped, StopSignals, signal_name
 from vjepa.pretrain.warm_start import warm_start
 from vjepa.progress import Progress, hms
 from vjepa.run_environment import record_run_environment
 from vjepa.runtime import PrecisionDecision, Runtime, log, setup, teardown
 from vjepa.threads import StepTimeWatch
 
-__all__ = ["FitResult", "TrainingDiverged", "fit", "pretrain"]  # TrainingDiverged: what the CLI catches
+__all__ = ["FitResult", "RunStopped", "TrainingDiverged", "fit", "pretrain"]  # errors: what the CLI catches
 
 INIT_SHARE_WARN = 0.25
 """Warn at start when the EMA target would still hold more than this share of its initial weights at the end."""
@@ -149,21 +151,35 @@ def fit(
     trainer: Trainer, config: PretrainConfig, run: RunDir, start_step: int = 0, last_loss: float = math.nan
 ) -> FitResult:
     """Train from ``start_step`` to ``optimization.total_steps``: a checkpoint every ``checkpoint_every`` steps
-    and at the end, a kept one every ``keep_every``, then the export (with ``logging.export``)."""
+    and at the end, a kept one every ``keep_every``, then the export (with ``logging.export``). SIGTERM or
+    SIGUSR1 ends it after the current step with a checkpoint and raises `RunStopped`
+    (:mod:`vjepa.pretrain.stopping`)."""
     runtime, accumulation = trainer.runtime, config.optimization.accumulation_steps
+    total = config.optimization.total_steps
     assert trainer.stream is not None
     batches = trainer.stream.batches()
     reporter = StepReporter(config, run, trainer, start_step)
-    latest, step, result = run.checkpoint, start_step, None
+    latest, step, result, stopped_by = run.checkpoint, start_step, None, None
     trainer.objective.train()
     try:
-        while step < config.optimization.total_steps:
-            micro = [next(batches).to(runtime.device, non_blocking=True) for _ in range(accumulation)]
-            step_start = time.perf_counter()
-            result = _train_step(trainer, micro, step, latest)
-            reporter.record(step, result, time.perf_counter() - step_start)
-            step += 1
-            latest = _save_when_due(config, trainer, run, step, result.loss, latest)
+        with StopSignals(runtime) as stop:
+            while step < total:
+                micro = _next_micro_batches(batches, accumulation, runtime, stop)
+                if micro is None:  # the stop signal reached the loader's workers first
+                    stopped_by = stop.received
+                    break
+                step_start = time.perf_counter()
+                result = _train_step(trainer, micro, step, latest)
+                reporter.record(step, result, time.perf_counter() - step_start)
+                step += 1
+                latest = _save_when_due(config, trainer, run, step, result.loss, latest)
+                stopped_by = stop.requested()
+                if stopped_by is not None:
+                    break
+            if step >= total:
+                stopped_by = None  # the run is complete: nothing to stop, the export follows
+            if stopped_by is not None and result is not None and not _latest_due(config, step):
+                latest = save_checkpoint(config, trainer, step, result.loss, run.checkpoint_dir / LATEST)
     except (TooManyFailuresError, WorkerDied, RuntimeError) as err:
         # a worker's death can surface anywhere in the step; running out of memory, in the step or a save
         stopped = (
@@ -175,6 +191,12 @@ def fit(
         raise stopped from None
     finally:
         reporter.close()
+    if stopped_by is not None:
+        raise RunStopped(
+            f"stopped by {signal_name(stopped_by)} after step {step} of {total}; the last checkpoint: "
+            f"{_where(latest)}. `vjepa pretrain --resume --run-dir {run.path}` continues the run",
+            stopped_by,
+        )
     if config.logging.export and not export_is_complete(run, step):
         plain = full_objective(trainer.objective, trainer.sharding, runtime)  # every rank, when sharded
         if runtime.is_main:
@@ -182,6 +204,22 @@ def fit(
     last = result.loss if result is not None else last_loss
     log(runtime, f"done: {step} steps in {run.path} (last loss {last:.4f})")
     return FitResult(run.path, start_step, step, last, latest, trainer.decision)
+
+
+def _next_micro_batches(
+    batches: Iterator[MaskedBatch], count: int, runtime: Runtime, stop: StopSignals
+) -> list[MaskedBatch] | None:
+    """The step's ``count`` micro-batches on the device; None when a stop signal has arrived and the loader's
+    workers died of it before this step read anything (one process: the model is at a step boundary)."""
+    micro: list[MaskedBatch] = []
+    try:
+        for _ in range(count):
+            micro.append(next(batches).to(runtime.device, non_blocking=True))
+    except WorkerDied:
+        if stop.received is None or micro or runtime.distributed:
+            raise
+        return None
+    return micro
 
 
 def _train_step(trainer: Trainer, micro: list[MaskedBatch], step: int, latest: Path | None) -> StepResult:
@@ -212,12 +250,17 @@ def _save_when_due(
 ) -> Path | None:
     """The checkpoints due after ``step`` steps; returns the latest checkpoint."""
     logcfg = config.logging
-    if step % logcfg.checkpoint_every == 0 or step == config.optimization.total_steps:
+    if _latest_due(config, step):
         latest = save_checkpoint(config, trainer, step, loss, run.checkpoint_dir / LATEST)
     if logcfg.keep_every is not None and step % logcfg.keep_every == 0:
         kept = save_checkpoint(config, trainer, step, loss, run.checkpoint_dir / periodic_name(step))
         latest = kept if config.runtime.strategy == "fsdp" else latest
     return latest
+
+
+def _latest_due(config: PretrainConfig, step: int) -> bool:
+    """Whether ``latest`` is written after ``step`` steps: every ``checkpoint_every`` and at the end."""
+    return step % config.logging.checkpoint_every == 0 or step == config.optimization.total_steps
 
 
 class StepReporter:
