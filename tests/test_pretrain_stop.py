@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from vjepa.pretrain.metrics import read_metrics
+from vjepa.pretrain.rundir import inspect_run_dir
+from vjepa.pretrain.saving import checkpoint_step
 from vjepa.pretrain.state import load_training_state
 from vjepa.pretrain.stopping import STOP_SIGNALS, StopSignals
 from vjepa.runtime import Runtime
@@ -93,22 +95,23 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_is_exact(stra
 
 
 @pytest.mark.slow
-def test_under_torchrun_a_signal_to_one_rank_stops_both_after_the_same_step(straight, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_under_torchrun_a_signal_to_one_rank_stops_both_after_the_same_step(straight, tmp_path, strategy):
     run = tmp_path / "run"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd = torchrun + ["-m", "vjepa", "pretrain", "tiny_cpu", *COMMON, "--set", "data.batch_size=2"]
-    cmd += ["--run-dir", str(run)]
+    cmd += ["--set", f"runtime.strategy={strategy}", "--run-dir", str(run)]
 
     def signal_rank_1(proc: subprocess.Popen) -> None:
         for pid in _children(proc.pid):
-            if b"RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes():
+            if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                 os.kill(pid, signal.SIGUSR1)
                 return
         raise AssertionError("rank 1 not found")
 
     code, out, err = run_and_signal(cmd, "step 3/", signal_rank_1)
     assert code != 0  # torchrun reports its workers' 138 as a failure
-    stopped = load_training_state(run / "checkpoints/latest.pt")["step"]
+    stopped = checkpoint_step(inspect_run_dir(run).checkpoint)  # fsdp: the folder step_00000NN
     assert 4 <= stopped < STEPS
     # Both ranks stopped after that step (rank 0 was never signalled) and said so.
     assert err.count(f"stopped by SIGUSR1 after step {stopped} of {STEPS}") == 2, err

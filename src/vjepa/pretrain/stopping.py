@@ -79,8 +79,18 @@ class StopSignals:
         if not self.runtime.distributed:
             return self.received
         flag = torch.tensor([self.received or 0], dtype=torch.int64, device=self.runtime.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, async_op=True)
+        work.wait()  # type: ignore[union-attr]
+        _LAST_WORK[0] = work  # see below
         return int(flag.item()) or None
+
+
+# The last all-reduce's Work, kept until the next one (or the end of the process). Without it, gloo's worker
+# thread may drop the last reference to the Work after `wait` returns, and destroying the Work frees `flag`,
+# which needs the GIL. The main thread holds the GIL while it destroys the process group (joining that very
+# thread) soon after the last step: a 2-rank gloo run deadlocked there at exit, once in a CI run. Kept here, the
+# Work is destroyed by whoever replaces or clears it, in Python, with the GIL.
+_LAST_WORK: list[object] = [None]
 
 
 def signal_name(signum: int) -> str:
