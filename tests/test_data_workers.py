@@ -1,4 +1,5 @@
-"""DataLoader workers start from a fork server: a lock another thread of ours holds cannot hang them."""
+"""DataLoader workers start from a fork server (a lock another thread of ours holds cannot hang them), and a
+worker that dies stops the command with one line (in pretraining: naming the last checkpoint)."""
 
 from __future__ import annotations
 

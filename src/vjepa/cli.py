@@ -512,9 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:  # a file or folder the system refused (missing, no permission, disk full, ...)
         print(f"vjepa {args.command}: error: {_os_error(err)}", file=sys.stderr)
         code = 2
-    except (
-        RuntimeError
-    ) as err:  # torch's report of a dead loader worker or of too little memory, if it is one
+    except RuntimeError as err:  # torch's report of a dead loader worker or of memory that ran out, if so
         known = _known_runtime_error(err)
         if known is None:
             raise
