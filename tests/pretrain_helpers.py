@@ -46,6 +46,18 @@ TINY = {
 }
 
 
+# `vjepa pretrain tiny_cpu` shrunk to 4 steps of 8-frame 48x48 clips with causal masks (identical for every
+# sample, so runs on 1 and 2 processes see the same clips and masks), as --set arguments.
+TINY_CLI = [
+    "--set", "masks.kind=causal", "--set", "optimization.epochs=1", "--set", "optimization.ipe=4",
+    "--set", "optimization.warmup=0", "--set", "optimization.lr=1e-3", "--set", "data.synthetic_videos=16",
+    "--set", "data.synthetic_resolution=48", "--set", "data.resolution=48", "--set", "data.num_frames=8",
+    "--set", "data.synthetic_num_frames=8", "--set", "model.pred_depth=1", "--set", "runtime.precision=fp32",
+    "--set", "logging.log_every=1", "--set", "logging.checkpoint_every=2", "--set", "runtime.threads=1",
+    "--set", "logging.tensorboard=false",
+]  # fmt: skip
+
+
 def tiny_config(overrides: Sequence[str] = ()) -> PretrainConfig:
     """The tiny config with ``a.b=value`` overrides."""
     return from_dict(PretrainConfig, apply_overrides(TINY, overrides), source="tiny")

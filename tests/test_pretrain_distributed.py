@@ -18,17 +18,9 @@ import sys
 import pytest
 import torch
 
+from pretrain_helpers import TINY_CLI as COMMON
 from vjepa.pretrain.metrics import read_metrics
 from vjepa.pretrain.state import load_training_state
-
-COMMON = [
-    "--set", "masks.kind=causal", "--set", "optimization.epochs=1", "--set", "optimization.ipe=4",
-    "--set", "optimization.warmup=0", "--set", "optimization.lr=1e-3", "--set", "data.synthetic_videos=16",
-    "--set", "data.synthetic_resolution=48", "--set", "data.resolution=48", "--set", "data.num_frames=8",
-    "--set", "data.synthetic_num_frames=8", "--set", "model.pred_depth=1", "--set", "runtime.precision=fp32",
-    "--set", "logging.log_every=1", "--set", "logging.checkpoint_every=2", "--set", "runtime.threads=1",
-    "--set", "logging.tensorboard=false",
-]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pretrain_helpers import TINY_CLI
 from vjepa.pretrain.metrics import read_metrics
 from vjepa.pretrain.rundir import inspect_run_dir
 from vjepa.pretrain.saving import checkpoint_step
@@ -23,14 +24,9 @@ from vjepa.runtime import Runtime
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
 
 STEPS = 12
-COMMON = [
-    "--set", "masks.kind=causal", "--set", "optimization.epochs=1", "--set", f"optimization.ipe={STEPS}",
-    "--set", "optimization.warmup=0", "--set", "data.synthetic_videos=16", "--set", "data.synthetic_resolution=48",
-    "--set", "data.resolution=48", "--set", "data.num_frames=8", "--set", "data.synthetic_num_frames=8",
-    "--set", "model.pred_depth=1", "--set", "runtime.precision=fp32", "--set", "logging.log_every=1",
-    "--set", "logging.checkpoint_every=100", "--set", "runtime.threads=1", "--set", "logging.tensorboard=false",
-    "--set", "logging.export=false",
-]  # fmt: skip
+# The tiny run, 12 steps long, with no periodic checkpoint before the end: the stop writes the one there is.
+COMMON = [*TINY_CLI, "--set", f"optimization.ipe={STEPS}", "--set", "logging.checkpoint_every=100"]
+COMMON += ["--set", "logging.export=false"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
