@@ -312,3 +312,23 @@ def test_out_of_memory_in_eval_or_extract_is_one_line(monkeypatch, capsys) -> No
     with pytest.raises(SystemExit):
         main(["extract", "x.mp4", "--out", "o", "--checkpoint", "c", "--encoder", "encoder"])
     assert capsys.readouterr().err.startswith("vjepa extract: error: out of cpu memory ([enforce fail")
+
+
+@pytest.mark.parametrize("kind", ["worker", "memory"])
+def test_pretraining_stopped_by_a_dead_worker_or_memory_exits_like_a_diverged_run(
+    kind, tmp_path, monkeypatch, capsys
+):
+    from vjepa.data.workers import WorkerDied
+    from vjepa.errors import OutOfMemory
+
+    def stopped(*args, **kwargs):
+        error = WorkerDied if kind == "worker" else OutOfMemory
+        raise error("... the run stopped at step 7. The last checkpoint: latest.pt (resumes at step 5)")
+
+    monkeypatch.setattr(loop, "pretrain", stopped)
+    with pytest.raises(SystemExit) as done:
+        main(["pretrain", "tiny_cpu", "--run-dir", str(tmp_path / "run")])
+    assert done.value.code == 1  # as for a NaN loss or too many bad videos: the run started, then stopped
+    assert capsys.readouterr().err == (
+        "vjepa pretrain: stopped: ... the run stopped at step 7. The last checkpoint: latest.pt (resumes at step 5)\n"
+    )

@@ -275,13 +275,16 @@ def _add_pretrain(commands: argparse._SubParsersAction) -> None:
 def _pretrain(args: argparse.Namespace) -> int:
     # lazy on purpose: torch loads only after main() sets the thread environment
     from vjepa.data.errors import TooManyFailuresError
+    from vjepa.data.workers import WorkerDied
+    from vjepa.errors import OutOfMemory
     from vjepa.pretrain.config import load_run_config
     from vjepa.pretrain.loop import TrainingDiverged, pretrain
 
     config, run_dir = load_run_config(args.config, args.overrides, args.run_dir, args.resume)
     try:
         pretrain(config, run_dir, resume=args.resume)
-    except (TrainingDiverged, TooManyFailuresError) as err:
+    except (TrainingDiverged, TooManyFailuresError, WorkerDied, OutOfMemory) as err:
+        # the run started and stopped on the way; the message names the last checkpoint
         print(f"vjepa pretrain: stopped: {err}", file=sys.stderr)
         return 1
     return 0
