@@ -8,8 +8,8 @@ threads held at that instant, and a worker that needs such a lock waits forever:
 batches with no timeout. Python 3.14 made ``forkserver`` the default on Linux for this reason.
 
 With ``forkserver`` each worker forks from a server process that has one thread and has already imported
-torch and our data modules (`PRELOAD`). The server starts once per process (1.65 s); after that, a new
-stream's first batch came 0.03-0.05 s later than with ``fork`` and 1.4-3.5 s sooner than with ``spawn``
+torch and our data modules (`PRELOAD`). The server starts once per process (1.65-1.79 s); after that, a new
+stream's first batch came 0.03-0.12 s later than with ``fork`` and 1.4-3.8 s sooner than with ``spawn``
 (`benchmarks/worker_start.py`, docs/data.md). The price: what the loader sends to its workers (dataset,
 collate function) must pickle, i.e. be defined at module level, as ours are (`iterate_loader` says so when a
 user's object is not), and a script that starts workers needs the ``if __name__ == "__main__":`` guard,
