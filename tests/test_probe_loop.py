@@ -132,7 +132,7 @@ def test_stale_or_unfinished_cache(tmp_path):
     enc = tiny_encoder()
     data = ClipSet(4, 1, 1)
     online = OnlineFeatures(enc, data)
-    pinned = {"encoder": "abc", "dataset": {"records": "r1"}}
+    pinned = {"encoder": "abc", "dataset": {"videos": "r1"}}
     build_cache(
         tmp_path / "c",
         online,
@@ -143,15 +143,56 @@ def test_stale_or_unfinished_cache(tmp_path):
         dtype="float16",
         runtime=CPU,
     )
-    assert open_cache(tmp_path / "c", pinned) is not None
-    with pytest.raises(CacheError, match=r"dataset\.records: cache has 'r1', this run needs 'r2'"):
-        open_cache(tmp_path / "c", {"encoder": "abc", "dataset": {"records": "r2"}})
+    assert open_cache(tmp_path / "c", pinned, online.labels) is not None
+    with pytest.raises(CacheError, match=r"dataset\.videos: cache has 'r1', this run needs 'r2'"):
+        open_cache(tmp_path / "c", {"encoder": "abc", "dataset": {"videos": "r2"}}, online.labels)
     with pytest.raises(CacheError, match="encoder"):
-        open_cache(tmp_path / "c", {"encoder": "xyz", "dataset": {"records": "r1"}})
+        open_cache(tmp_path / "c", {"encoder": "xyz", "dataset": {"videos": "r1"}}, online.labels)
+    with pytest.raises(CacheError, match="outside this run's 3"):  # an index shorter than the cache's
+        open_cache(tmp_path / "c", pinned, online.labels[:3])
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(CacheError, match=r"older vjepa \(version 1.*cache\.overwrite=true"):
+        open_cache(tmp_path / "c", pinned, online.labels)
     (tmp_path / "c" / "manifest.json").unlink()  # an interrupted build leaves no manifest
-    assert open_cache(tmp_path / "c", pinned) is None
-    manifest_free = json.dumps(pinned)
-    assert "abc" in manifest_free
+    assert open_cache(tmp_path / "c", pinned, online.labels) is None
+
+
+@dataclass
+class Replaced(Sample):
+    index: int = 0  # the record whose video this sample holds
+
+
+class ReplacingClipSet(ClipSet):
+    """Sample 1's file is bad: it holds record 3's video and label (as the data layer's replacement does)."""
+
+    def __getitem__(self, i: int) -> Replaced:
+        j = 3 if i == 1 else i
+        return Replaced(self.clips[j], self.records[j].label, counted=i != 1, index=j)
+
+
+def test_cache_keeps_videos_not_labels(tmp_path):
+    """A cache depends on the videos only: a run with other labels for the same videos reads it, each row with
+    that run's label of the video the row holds (a replaced file's row: the replacement's label)."""
+    enc = tiny_encoder()
+    data = ReplacingClipSet(6, 1, 1)
+    online = OnlineFeatures(enc, data)
+    pinned = {"encoder": "abc", "dataset": {"videos": "v"}}
+    cache = build_cache(
+        tmp_path / "c", online, shape=(6, 1, 8, 32), pinned=pinned, info={}, batch_size=4, dtype="float32",
+        runtime=CPU,
+    )  # fmt: skip
+    assert np.load(tmp_path / "c" / "sources.npy").tolist() == [0, 3, 2, 3, 4, 5]
+    assert cache.labels.tolist() == [0, 0, 2, 0, 1, 2]  # ClipSet: record i has label i % 3
+    assert cache.counted.tolist() == [True, False, True, True, True, True]
+    other = np.array([5, 4, 3, 2, 1, 0])  # another label set for the same six videos
+    reread = CachedFeatures(open_cache(tmp_path / "c", pinned, other))
+    assert reread.labels.tolist() == [5, 2, 3, 2, 1, 0]
+    batch = next(reread.batches(np.arange(6), 6, 0))
+    assert batch.labels.tolist() == [5, 2, 3, 2, 1, 0]
+    fresh = next(online.batches(np.arange(6), 6, 0))
+    torch.testing.assert_close(batch.tokens, fresh.tokens)
+    assert fresh.sources.tolist() == [0, 3, 2, 3, 4, 5]
 
 
 def test_schedules_follow_the_official_recipe():

@@ -110,7 +110,8 @@ RUN_FORMAT = FileFormat("vjepa-run", 1, headerless_version=1)
 PRETRAIN_STATE_FORMAT = FileFormat("vjepa-pretrain", 1, version_key="version")  # checkpoints/latest.pt
 SHARDED_STATE_FORMAT = FileFormat("vjepa-pretrain-sharded", 1, version_key="version")  # step_N/state.pt
 FEATURES_FORMAT = FileFormat("vjepa-features", 1, version_key="version")  # vjepa extract: manifest.json
-FEATURE_CACHE_FORMAT = FileFormat("vjepa-feature-cache", 1, version_key="version")  # probe feature cache
+# The probe feature cache; version 2 stores which video each row holds (sources.npy) and pins no labels.
+FEATURE_CACHE_FORMAT = FileFormat("vjepa-feature-cache", 2, version_key="version")
 # vjepa eval's metrics.json and the demo's results.json: written without a header before, with the same
 # keys as version 1, so a file without one reads as version 1.
 PROBE_RESULTS_FORMAT = FileFormat("vjepa-probe-results", 1, headerless_version=1)

@@ -258,7 +258,8 @@ def probe_overrides(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[st
         f"optimization.batch_size={cfg.probe_batch_size}",
         f"optimization.min_steps={cfg.probe_min_steps}",
         f"label_fractions=[{row.fraction}]",
-        f"cache.dir={cfg.root / 'cache' / 'features' / row.encoder / f'seed{seed}' / label}",
+        # both labels' jobs of an encoder share its cache: the videos are the same, and so are the features
+        f"cache.dir={cfg.root / 'cache' / 'features' / row.encoder / f'seed{seed}'}",
         f"output_dir={cfg.root / 'eval' / row.key / label / f'seed{seed}'}",
         f"seed={seed}",
         "device=cpu",
@@ -273,10 +274,14 @@ def probe_command(cfg: DemoConfig, row: Row, label: str, seed: int) -> list[str]
     return args
 
 
-def run_probes(cfg: DemoConfig, rows: list[Row], label: str, seed: int) -> dict[str, dict[str, float]]:
+def run_probes(cfg: DemoConfig, rows: list[Row], seed: int) -> dict[str, dict[str, dict[str, float]]]:
     """The probes of ``rows`` (one encoder: they share its feature cache, so they run one after the other
-    in one worker) on ``label``; ``{row key: {"top1", "train_top1"}}`` (NaN where no head trained). A
-    finished probe's result is read back, not recomputed."""
+    in one worker) on every label; ``{label: {row key: {"top1", "train_top1"}}}`` (NaN where no head
+    trained). A finished probe's result is read back, not recomputed."""
+    return {label: _run_label_probes(cfg, rows, label, seed) for label in LABELS}
+
+
+def _run_label_probes(cfg: DemoConfig, rows: list[Row], label: str, seed: int) -> dict[str, dict[str, float]]:
     results = {}
     for row in rows:
         out = cfg.root / "eval" / row.key / label / f"seed{seed}" / "metrics.json"
@@ -366,16 +371,11 @@ def probe_stage(
     order = sorted(by_encoder, key=lambda e: -len(by_encoder[e]))
     # The pixel baseline first: its jobs are the longest. Then the encoders with the most rows.
     tasks = [Task(f"pixel_baseline/{label}", run_pixel_baseline, (cfg, label)) for label in LABELS]
-    tasks += [
-        Task(f"{enc}/{label}/seed{s}", run_probes, (cfg, by_encoder[enc], label, s))
-        for enc in order
-        for s in seeds
-        for label in LABELS
-    ]
+    tasks += [Task(f"{enc}/seed{s}", run_probes, (cfg, by_encoder[enc], s)) for enc in order for s in seeds]
     log(
         None,
-        f"[3/4] {len(tasks)} probe jobs: {len(rows) - 1} rows x {len(LABELS)} labels x {cfg.seeds} seeds, and "
-        "the pixel baseline (logistic regression on frame differences)",
+        f"[3/4] {len(tasks)} probe jobs: {len(rows) - 1} rows x {len(LABELS)} labels x {cfg.seeds} seeds (one job "
+        "per encoder and seed), and the pixel baseline (logistic regression on frame differences)",
     )
     done = run_tasks(tasks, workers, "probe job")
     results: dict[str, dict[str, list[dict[str, float]]]] = {
@@ -384,7 +384,7 @@ def probe_stage(
     for enc in order:
         for s in seeds:
             for label in LABELS:
-                for key, value in done[f"{enc}/{label}/seed{s}"].items():
+                for key, value in done[f"{enc}/seed{s}"][label].items():
                     results.setdefault(key, {}).setdefault(label, []).append(value)
     return results
 

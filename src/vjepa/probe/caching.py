@@ -1,5 +1,6 @@
 """The feature sources of a run: on the fly, or feature caches opened when valid, built when absent and
-refused when stale (``<cache.dir>/<encoder fingerprint[:16]>/<split>``)."""
+refused when stale (``<cache.dir>/<encoder fingerprint[:16]>/<split>``). A cache depends on the videos, not on
+their labels: runs that probe the same videos for other labels can point ``cache.dir`` at the same folder."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from vjepa.probe.features import (
     CacheWriter,
     FeatureCache,
     open_cache,
-    records_fingerprint,
     token_set_shape,
+    videos_fingerprint,
 )
 from vjepa.probe.sources import CachedFeatures, FeatureSource, OnlineFeatures
 from vjepa.runtime import Runtime, log
@@ -51,13 +52,14 @@ def build_cache(
     batches = online.batches(mine, batch_size, 0)
     total = math.ceil(len(mine) / batch_size)
     for batch in runtime.track(batches, total, f"caching {root}", unit="batch"):
-        writer.write(batch.index, batch.tokens, batch.labels, batch.counted)
+        assert batch.sources is not None  # OnlineFeatures knows them
+        writer.write(batch.index, batch.tokens, batch.sources, batch.counted)
     writer.flush()
     runtime.barrier()
     if runtime.is_main:
         writer.finish(pinned, {**info, "seconds": round(time.perf_counter() - start, 2)})
     runtime.barrier()
-    cache = open_cache(root, pinned)
+    cache = open_cache(root, pinned, online.labels)
     assert cache is not None
     return cache
 
@@ -95,7 +97,7 @@ def feature_sources(
         shape = (len(ds), v, n, encoder.embed_dim)  # type: ignore[arg-type]
         pinned = _pinned(cfg, encoder_info["fingerprint"], ds, views, precision)
         root = cache_root(cfg.cache.dir, encoder_info["fingerprint"]) / name
-        cache = _open_or_none(root, pinned, cfg.cache.overwrite)
+        cache = _open_or_none(root, pinned, src.labels, cfg.cache.overwrite)
         if cache is None:
             gb = math.prod(shape) * (2 if cfg.cache.dtype == "float16" else 4) / 1e9
             if gb > cfg.cache.max_gb:
@@ -121,7 +123,7 @@ def _pinned(
     d = cfg.data
     return {
         "encoder": fingerprint,
-        "dataset": {"kind": d.kind, "records": records_fingerprint(ds.records), "num_samples": len(ds)},  # type: ignore[attr-defined,arg-type]
+        "dataset": {"kind": d.kind, "videos": videos_fingerprint(ds.records), "num_samples": len(ds)},  # type: ignore[attr-defined,arg-type]
         "clip": {
             "num_frames": d.num_frames,
             "frame_step": d.frame_step,
@@ -136,9 +138,11 @@ def _pinned(
     }
 
 
-def _open_or_none(root: Path, pinned: dict[str, Any], overwrite: bool) -> FeatureCache | None:
+def _open_or_none(
+    root: Path, pinned: dict[str, Any], labels: np.ndarray, overwrite: bool
+) -> FeatureCache | None:
     try:
-        return open_cache(root, pinned)
+        return open_cache(root, pinned, labels)
     except CacheError:
         if overwrite:
             return None

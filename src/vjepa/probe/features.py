@@ -6,9 +6,12 @@ A video sample is ``num_segments`` temporal segments x ``num_views`` spatial vie
 view. With ``segments="separate"`` each (segment, view) pair is its own token set instead.
 
 The feature cache is a folder with ``tokens.npy`` ``[M, V', N', D]`` (a memmap: rows are read on demand),
-``labels.npy`` ``[M]``, ``counted.npy`` ``[M]`` and ``manifest.json``. The manifest pins everything the
-features depend on (encoder weights, clip and view layout, dataset, precision); a cache whose manifest
-differs from what the run would compute is refused, and one without a finished manifest is rebuilt.
+``sources.npy`` ``[M]`` (the record whose video each row holds: a bad file's row holds its replacement),
+``counted.npy`` ``[M]`` and ``manifest.json``. The manifest pins everything the features depend on (encoder
+weights, clip and view layout, the videos, precision); a cache whose manifest differs from what the run would
+compute is refused, and one without a finished manifest is rebuilt. Labels are not pinned: they are read from
+the run's own index through ``sources``, so runs that probe the same videos for different labels share one
+cache.
 """
 
 from __future__ import annotations
@@ -98,11 +101,11 @@ def token_set_shape(
 # ---------------------------------------------------------------------------------------------- fingerprints
 
 
-def records_fingerprint(records: Iterable[Any]) -> str:
-    """SHA-256 of an index's (path, label) lines."""
+def videos_fingerprint(records: Iterable[Any]) -> str:
+    """SHA-256 of an index's paths, in order (its labels are left out: the features do not depend on them)."""
     digest = hashlib.sha256()
     for r in records:
-        digest.update(f"{r.path} {r.label}\n".encode())
+        digest.update(f"{r.path}\n".encode())
     return digest.hexdigest()
 
 
@@ -116,7 +119,7 @@ class FeatureCache:
     Args:
         root: its folder.
         tokens: ``[M, V', N', D]`` memmap (read-only once finished).
-        labels: ``[M]`` int64.
+        labels: ``[M]`` int64: the run's label of the record each row holds.
         counted: ``[M]`` bool: False for samples whose file was replaced by another (not scored).
         manifest: what the features depend on.
     """
@@ -158,11 +161,17 @@ def manifest_differences(
     return diffs
 
 
-def open_cache(root: str | Path, pinned: Mapping[str, Any]) -> FeatureCache | None:
+def open_cache(root: str | Path, pinned: Mapping[str, Any], labels: np.ndarray) -> FeatureCache | None:
     """Open a finished cache whose pinned manifest equals ``pinned``; None when there is no finished cache.
 
+    Args:
+        root: the cache folder.
+        pinned: what this run's features depend on.
+        labels: ``[M]`` this run's label of every record; row ``i`` gets the label of the record it holds.
+
     Raises:
-        CacheError: the cache is finished but was computed for something else (listed key by key).
+        CacheError: the cache is finished but was computed for something else (listed key by key), or was
+            written by an older vjepa.
     """
     root = Path(root)
     manifest_path = root / MANIFEST_FILE
@@ -172,6 +181,12 @@ def open_cache(root: str | Path, pinned: Mapping[str, Any]) -> FeatureCache | No
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as err:
         raise CacheError(f"{manifest_path}: not valid JSON ({err}); delete the folder to rebuild") from None
+    version = manifest.get(FEATURE_CACHE_FORMAT.version_key)
+    if isinstance(version, int) and version < FEATURE_CACHE_FORMAT.version:
+        raise CacheError(
+            f"{root}: a feature cache of an older vjepa (version {version}, this one writes "
+            f"{FEATURE_CACHE_FORMAT.version}). Set cache.overwrite=true to recompute it, or delete the folder."
+        )
     FEATURE_CACHE_FORMAT.check(manifest, manifest_path, CacheError)
     diffs = manifest_differences(manifest.get("pinned", {}), _jsonable(pinned))
     if diffs:
@@ -182,15 +197,20 @@ def open_cache(root: str | Path, pinned: Mapping[str, Any]) -> FeatureCache | No
         )
     try:
         tokens = np.load(root / "tokens.npy", mmap_mode="r")
-        labels = np.load(root / "labels.npy")
+        sources = np.load(root / "sources.npy")
         counted = np.load(root / "counted.npy")
     except (OSError, ValueError) as err:
         raise CacheError(f"{root}: unreadable cache file ({err}); delete the folder to rebuild") from None
-    if list(tokens.shape) != manifest["shape"] or labels.shape != tokens.shape[:1]:
+    if list(tokens.shape) != manifest["shape"] or sources.shape != tokens.shape[:1]:
         raise CacheError(
             f"{root}: tokens.npy has shape {tokens.shape}, the manifest says {manifest['shape']}"
         )
-    return FeatureCache(root, tokens, labels, counted, manifest)
+    labels = np.asarray(labels, dtype=np.int64)
+    if sources.size and not (sources.min() >= 0 and sources.max() < len(labels)):
+        raise CacheError(
+            f"{root}: sources.npy names records outside this run's {len(labels)}; delete the folder"
+        )
+    return FeatureCache(root, tokens, labels[sources], counted, manifest)
 
 
 class CacheWriter:
@@ -213,7 +233,7 @@ class CacheWriter:
             np.lib.format.open_memmap(
                 self.root / "tokens.npy", mode="w+", dtype=dtype, shape=self.shape
             ).flush()
-            for name, dt in (("labels", np.int64), ("counted", np.bool_)):
+            for name, dt in (("sources", np.int64), ("counted", np.bool_)):
                 np.lib.format.open_memmap(
                     self.root / f"{name}.npy", mode="w+", dtype=dt, shape=self.shape[:1]
                 ).flush()
@@ -221,11 +241,12 @@ class CacheWriter:
 
     def open(self) -> None:
         self._tokens = np.load(self.root / "tokens.npy", mmap_mode="r+")
-        self._labels = np.load(self.root / "labels.npy", mmap_mode="r+")
+        self._sources = np.load(self.root / "sources.npy", mmap_mode="r+")
         self._counted = np.load(self.root / "counted.npy", mmap_mode="r+")
 
-    def write(self, index: Tensor, tokens: Tensor, labels: Tensor, counted: Tensor) -> None:
-        """Rows ``index [B]`` get ``tokens [B, V', N', D]``, ``labels [B]``, ``counted [B]``."""
+    def write(self, index: Tensor, tokens: Tensor, sources: Tensor, counted: Tensor) -> None:
+        """Rows ``index [B]`` get ``tokens [B, V', N', D]``, ``sources [B]`` (the record each row's video is)
+        and ``counted [B]``."""
         if self._tokens is None:
             self.open()
         if tuple(tokens.shape[1:]) != self.shape[1:]:
@@ -234,12 +255,12 @@ class CacheWriter:
             )
         idx = index.cpu().numpy()
         self._tokens[idx] = tokens.detach().cpu().float().numpy().astype(self.dtype)
-        self._labels[idx] = labels.cpu().numpy()
+        self._sources[idx] = sources.cpu().numpy()
         self._counted[idx] = counted.cpu().numpy()
 
     def flush(self) -> None:
         if self._tokens is not None:
-            for array in (self._tokens, self._labels, self._counted):
+            for array in (self._tokens, self._sources, self._counted):
                 array.flush()
 
     def finish(self, pinned: Mapping[str, Any], info: Mapping[str, Any]) -> None:

@@ -40,12 +40,15 @@ class FeatureBatch:
         tokens: ``[B, V', N', D]`` float32.
         labels: ``[B]`` int64.
         counted: ``[B]`` bool; False for samples whose file was replaced (not scored).
+        sources: ``[B]`` the record whose video each sample holds (``index`` but where a bad file was
+            replaced; what a feature cache stores); None where the source does not know.
     """
 
     index: Tensor
     tokens: Tensor
     labels: Tensor
     counted: Tensor
+    sources: Tensor | None = None
 
 
 class FeatureSource(Protocol):
@@ -83,14 +86,15 @@ class _Keyed(Dataset):
         return index, self.dataset[index]
 
 
-def collate_keyed(items: Sequence[tuple[int, Any]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(index [B], clips [B, ...], labels [B], counted [B])`` from ``(index, sample)`` pairs; a sample has
-    ``.clip``, ``.label`` and optionally ``.counted``."""
+def collate_keyed(items: Sequence[tuple[int, Any]]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(index [B], clips [B, ...], labels [B], counted [B], sources [B])`` from ``(index, sample)`` pairs;
+    a sample has ``.clip``, ``.label`` and optionally ``.counted`` and ``.index`` (the record it holds)."""
     return (
         torch.tensor([i for i, _ in items], dtype=torch.int64),
         torch.stack([s.clip for _, s in items]),
         torch.tensor([s.label for _, s in items], dtype=torch.int64),
         torch.tensor([getattr(s, "counted", True) for _, s in items], dtype=torch.bool),
+        torch.tensor([getattr(s, "index", i) for i, s in items], dtype=torch.int64),
     )
 
 
@@ -145,11 +149,11 @@ class OnlineFeatures:
             num_workers=self.num_workers,
             multiprocessing_context=worker_context() if self.num_workers > 0 else None,
         )
-        for index, clips, labels, counted in iterate_loader(loader):
+        for index, clips, labels, counted, sources in iterate_loader(loader):
             tokens = encode_views(
                 self.encoder, clips.to(self.device), segments=self.segments, precision=self.precision
             )
-            yield FeatureBatch(index, tokens, labels.to(self.device), counted)
+            yield FeatureBatch(index, tokens, labels.to(self.device), counted, sources)
 
 
 class CachedFeatures:
