@@ -111,6 +111,16 @@ def test_an_unknown_version_is_refused_naming_the_file(tmp_path) -> None:
         FormatError, match=r"metrics\.json: vjepa-probe-results version 99; this vjepa reads version 1"
     ):
         read_json(path, PROBE_RESULTS_FORMAT)
+    current = FileFormat("vjepa-test", 3)  # this vjepa writes version 3; version 2 is an older vjepa's
+    with pytest.raises(
+        FormatError,
+        match=r"a\.json: a vjepa-test file of an older vjepa \(version 2\); this vjepa reads version 3$",
+    ):
+        current.check({"format": "vjepa-test", "format_version": 2}, "a.json")
+    with pytest.raises(
+        FormatError, match=r"a\.json: vjepa-test version 0; this vjepa reads version 3 \(a file of a newer"
+    ):
+        current.check({"format": "vjepa-test", "format_version": 0}, "a.json")  # no vjepa wrote version 0
     path.write_text(json.dumps({"format": "something-else", "format_version": 1}))
     with pytest.raises(
         FormatError, match=r"metrics\.json: format 'something-else', expected 'vjepa-probe-results'"

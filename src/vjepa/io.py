@@ -92,6 +92,11 @@ class FileFormat:
             return self.headerless_version
         if name != self.name:
             raise error(f"{shown(source)}: format {shown(repr(name))}, expected {self.name!r}")
+        if isinstance(version, int) and not isinstance(version, bool) and 1 <= version < self.version:
+            raise error(
+                f"{shown(source)}: a {self.name} file of an older vjepa (version {version}); this vjepa reads "
+                f"version {self.version}"
+            )
         if version != self.version:
             raise error(
                 f"{shown(source)}: {self.name} version {shown(repr(version))}; this vjepa reads version "

@@ -181,13 +181,10 @@ def open_cache(root: str | Path, pinned: Mapping[str, Any], labels: np.ndarray) 
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as err:
         raise CacheError(f"{manifest_path}: not valid JSON ({err}); delete the folder to rebuild") from None
-    version = manifest.get(FEATURE_CACHE_FORMAT.version_key)
-    if isinstance(version, int) and version < FEATURE_CACHE_FORMAT.version:
-        raise CacheError(
-            f"{root}: a feature cache of an older vjepa (version {version}, this one writes "
-            f"{FEATURE_CACHE_FORMAT.version}). Set cache.overwrite=true to recompute it, or delete the folder."
-        )
-    FEATURE_CACHE_FORMAT.check(manifest, manifest_path, CacheError)
+    try:
+        FEATURE_CACHE_FORMAT.check(manifest, manifest_path, CacheError)
+    except CacheError as err:  # e.g. an older vjepa's cache: recomputing it is the way out
+        raise CacheError(f"{err}. Set cache.overwrite=true to recompute it, or delete the folder.") from None
     diffs = manifest_differences(manifest.get("pinned", {}), _jsonable(pinned))
     if diffs:
         raise CacheError(
