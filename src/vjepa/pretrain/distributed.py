@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import itertools
 import warnings
 from collections.abc import Iterator
@@ -92,7 +93,16 @@ def wrap_for_training(objective: nn.Module, runtime: Runtime, *, ddp: bool | Non
     if is_sharded(objective) or not (runtime.distributed if ddp is None else ddp):
         return objective
     device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-    return DistributedDataParallel(objective, device_ids=device_ids, broadcast_buffers=False)
+    return DistributedDataParallel(objective, device_ids=device_ids, **_NO_BUFFER_SYNC)
+
+
+# Our only buffers are the fixed sin-cos position tables, equal on every rank: DDP need not broadcast them
+# before each forward. torch 2.13 renamed the switch (the old name prints a FutureWarning on every run).
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 def shard_objective(objective: nn.Module, runtime: Runtime, mixed_bf16: bool) -> Sharding:
