@@ -47,6 +47,18 @@ def test_targets_are_layer_normed_without_affine():
     torch.testing.assert_close(h.var(-1, unbiased=False), torch.ones(2, 32), atol=1e-3, rtol=0)
 
 
+def test_targets_are_fp32_when_the_teacher_computes_in_bf16():
+    """FSDP's bf16 parameter policy runs the teacher with bf16 weights; CPU autocast would keep the final norm
+    in bf16 (CUDA autocast runs it in fp32). The targets are normalized in fp32 on every device."""
+    objective = tiny_objective()
+    clips = torch.randn(2, 3, 4, 64, 64)
+    objective.target_encoder.to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = objective.target_features(clips.bfloat16())
+    assert h.dtype == torch.float32
+    torch.testing.assert_close(h.var(-1, unbiased=False), torch.ones(2, 32), atol=1e-3, rtol=0)
+
+
 def test_ema_update_matches_reference_formula():
     objective = tiny_objective()
     with torch.no_grad():

@@ -26,10 +26,20 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file
+from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
+import vjepa.pretrain.distributed as distributed
+from vjepa.masks import MaskPair
+from vjepa.models import EncoderConfig, VideoEncoder, build_predictor
+from vjepa.pretrain.config import load_pretrain_config
 from vjepa.pretrain.metrics import read_metrics
+from vjepa.pretrain.objective import JEPAObjective, normalized_tubelets
+from vjepa.pretrain.setup import build_objective
 from vjepa.pretrain.sharded import committed_checkpoints, read_sharded_state
+from vjepa.runtime import Runtime, seed_everything
 
 HERE = Path(__file__).parent
 COMMON = [
@@ -176,3 +186,77 @@ def test_torchrun_max_restarts_resumes_by_itself(runs, tmp_path):
     assert _losses(run) == _losses(runs["fsdp"])
     ea, eb = _export(run), _export(runs["fsdp"])
     assert all(torch.equal(ea[k], eb[k]) for k in eb)
+
+
+@pytest.mark.slow
+def test_bf16_parameter_policy_trains_like_one_bf16_process(tmp_path):
+    """FSDP's bf16 parameter policy (CUDA's ``fsdp`` + ``precision: bf16``; forced onto the CPU by
+    fsdp_bf16_driver.py) against one process under the same bf16 autocast with fp32 weights.
+
+    The policy rounds each block's parameters and input to bf16 where autocast rounds only matmul inputs, so
+    the two differ by bf16 rounding, not by summation order. Measured over these 4 steps: losses within 3.8e-4
+    relative; each exported tensor's difference at most 0.19 of how far it moved from its initial value (the
+    whole model: 0.09; one process in fp32 against one in bf16: 0.05). The test allows 2e-3 and 0.5; a shard
+    left out of an update, or updated twice, moves by 1 or more. Master weights and exports stay fp32, and
+    resume is exact."""
+    bf16 = ["--set", "runtime.precision=bf16"]
+    fsdp, single, resumed = tmp_path / "fsdp", tmp_path / "single", tmp_path / "resumed"
+    done = _run([*TORCHRUN, str(HERE / "fsdp_bf16_driver.py"), "tiny_cpu", *COMMON, *bf16,
+                 "--set", "runtime.strategy=fsdp", "--set", "data.batch_size=2", "--run-dir", str(fsdp)])  # fmt: skip
+    blocks = 12 + 12 + 1  # encoder, target encoder, predictor (tiny_cpu, pred_depth 1)
+    assert f"bf16 parameter policy on {blocks + 4} modules" in done.stdout  # + the 3 models and the root
+    _run([sys.executable, "-m", "vjepa", "pretrain", "tiny_cpu", *COMMON, *bf16, "--set", "data.batch_size=4",
+          "--run-dir", str(single)])  # fmt: skip
+
+    a, b = _losses(fsdp), _losses(single)
+    assert sorted(a) == sorted(b) == [0, 1, 2, 3]
+    assert [a[s] for s in range(4)] == pytest.approx([b[s] for s in range(4)], rel=2e-3)
+    ea, eb = _export(fsdp), _export(single)
+    overrides = [value for flag, value in zip(COMMON[::2], COMMON[1::2], strict=True) if flag == "--set"]
+    config = load_pretrain_config("tiny_cpu", overrides)
+    seed_everything(config.runtime.seed)
+    initial = build_objective(config).state_dict()
+    assert set(ea) == set(eb) and set(eb) <= set(initial)
+    for key in eb:
+        assert ea[key].dtype == torch.float32, key
+        moved = (eb[key] - initial[key]).norm()
+        assert (ea[key] - eb[key]).norm() <= 0.5 * moved, key
+    saved = FileSystemReader(fsdp / "checkpoints/step_0000004").read_metadata().state_dict_metadata
+    tensors = {k: v.properties.dtype for k, v in saved.items() if isinstance(v, TensorStorageMetadata)}
+    assert sum(k.startswith("model.") for k in tensors) == len(eb)
+    assert set(tensors.values()) == {torch.float32}  # master weights and AdamW moments
+
+    # Resume from the step-2 checkpoint under the same policy: bit for bit.
+    shutil.copytree(fsdp, resumed)
+    shutil.rmtree(resumed / "checkpoints/step_0000004")
+    shutil.rmtree(resumed / "export")
+    again = _run([*TORCHRUN, str(HERE / "fsdp_bf16_driver.py"), "--resume", "--run-dir", str(resumed)])
+    assert "at step 2" in again.stdout and f"bf16 parameter policy on {blocks + 4} modules" in again.stdout
+    assert _losses(resumed) == _losses(fsdp)
+    er = _export(resumed)
+    assert all(torch.equal(er[k], ea[k]) for k in ea)
+
+
+def test_bf16_parameter_policy_keeps_clips_and_pixel_targets_fp32(monkeypatch):
+    """Under the bf16 parameter policy only the blocks take bf16 inputs: the clips reach the objective and
+    the models as they are, so pixel targets are the exact normalized pixels (a process group of one)."""
+    monkeypatch.setattr(distributed, "bf16_parameters", lambda device: True)
+    torch.manual_seed(0)
+    encoder = VideoEncoder(EncoderConfig(embed_dim=32, depth=2, num_heads=2, num_frames=4, resolution=32))
+    predictor = build_predictor(encoder, predictor_embed_dim=16, depth=1, num_heads=2)
+    objective = JEPAObjective(encoder, predictor, None, target="pixels")
+    clips = torch.randn(2, 3, 4, 32, 32)
+    masks = [MaskPair(torch.arange(4).expand(2, 4), torch.arange(4, 8).expand(2, 4))]
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        distributed.shard_objective(objective, Runtime(torch.device("cpu")), mixed_bf16=True)
+        seen = []
+        qkv = objective.encoder.blocks[0].attn.qkv
+        qkv.register_forward_hook(lambda module, args, out: seen.append((args[0].dtype, module.weight.dtype)))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = objective(clips, masks)
+        assert seen == [(torch.bfloat16, torch.bfloat16)]  # the policy holds inside the blocks
+    finally:
+        dist.destroy_process_group()
+    expected = normalized_tubelets(clips, 2, 16)[:, 4:8]  # [B, K_tgt, t*p*p*C]
+    torch.testing.assert_close(out.targets[0], expected, rtol=0, atol=0)

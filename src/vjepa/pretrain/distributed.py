@@ -12,9 +12,11 @@ reduce-scatter instead of an all-reduce), the optimizer (AdamW works on the loca
 EMA update (:meth:`JEPAObjective.update_target` runs ``torch._foreach_*`` on the sharded parameters: each rank
 updates its own shard of the target from its own shard of the encoder, with no communication, because the
 two models are sharded alike), the losses, metrics and monitors (computed on the activations, which are never
-sharded). On CUDA with ``precision: bf16`` the blocks compute with bf16 copies of the parameters
-(:class:`MixedPrecisionPolicy`; gradients are reduced in fp32 and the sharded master weights stay fp32), under
-the same autocast as single-process training; on CPU parameters stay fp32 and autocast alone decides.
+sharded). On CUDA with ``precision: bf16`` the blocks compute with bf16 copies of the parameters and take
+bf16 inputs (:class:`MixedPrecisionPolicy`; gradients are reduced in fp32 and the sharded master weights stay
+fp32), under the same autocast as single-process training, which keeps LayerNorm in fp32; the clips reach the
+models in fp32. So under bf16 the two strategies differ by bf16 rounding (the residual stream at block
+boundaries), not only by summation order. On CPU parameters stay fp32 and autocast alone decides.
 
 Whatever the objective holds as ``target_encoder`` is sharded like the encoder: the EMA copy, a ``frozen``
 teacher, or nothing (pixel targets, an ``online`` teacher).
@@ -28,7 +30,7 @@ import inspect
 import itertools
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -118,19 +120,32 @@ def shard_objective(objective: nn.Module, runtime: Runtime, mixed_bf16: bool) ->
     """
     template = meta_copy(objective)
     mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
-    policy = MixedPrecisionPolicy()
-    if mixed_bf16 and runtime.device.type == "cuda":
-        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    block_policy = outer_policy = MixedPrecisionPolicy()
+    if mixed_bf16 and bf16_parameters(runtime.device):
+        block_policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        # The models and the root leave their inputs as they are: the clips reach the patch embedding (where
+        # autocast rounds them, as under ddp) and the pixel targets in fp32. Blocks take bf16 inputs.
+        outer_policy = replace(block_policy, cast_forward_inputs=False)
     # Our modules return fresh tensors and nothing writes into them in place; FSDP's generic warning about
     # views of outputs would otherwise print once per module.
     warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
     for block in _blocks(objective):
-        fully_shard(block, mesh=mesh, mp_policy=policy)
+        fully_shard(block, mesh=mesh, mp_policy=block_policy)
     for model in (objective.encoder, objective.predictor, objective.target_encoder):
         if model is not None:
-            fully_shard(model, mesh=mesh, mp_policy=policy)
-    fully_shard(objective, mesh=mesh, mp_policy=policy)
+            fully_shard(model, mesh=mesh, mp_policy=outer_policy)
+    fully_shard(objective, mesh=mesh, mp_policy=outer_policy)
     return Sharding(template)
+
+
+def bf16_parameters(device: torch.device) -> bool:
+    """Whether ``fsdp`` with ``precision: bf16`` computes with bf16 copies of the parameters on ``device``.
+
+    CUDA only: CPU autocast keeps LayerNorm in its input's dtype (CUDA autocast runs it in fp32), so on the
+    CPU the policy would also put the norms, the residual stream at block boundaries and the targets in bf16.
+    ``tests/fsdp_bf16_driver.py`` turns it on for the CPU to run the policy's code path without a GPU.
+    """
+    return device.type == "cuda"
 
 
 def _blocks(objective: nn.Module) -> Iterator[nn.Module]:

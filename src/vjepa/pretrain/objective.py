@@ -110,15 +110,19 @@ class JEPAObjective(nn.Module):
             init_weights(self.pixel_head)
 
     def target_features(self, clips: Tensor) -> Tensor:
-        """The teacher on the full clip, then a LayerNorm without affine (eps 1e-5): ``[B, N, D]``. Without
-        gradient, except for the ``online`` teacher (the encoder itself)."""
+        """The teacher on the full clip, then a LayerNorm without affine (eps 1e-5): ``[B, N, D]``, fp32.
+        Without gradient, except for the ``online`` teacher (the encoder itself).
+
+        The norm runs in fp32 whatever the teacher computed in, as CUDA autocast runs it: the L1 loss then
+        compares bf16 predictions with fp32 targets on every device and under every strategy.
+        """
         if self.teacher == "online":
             h = self.encoder(clips)  # [B, N, D]
         else:
             assert self.target_encoder is not None
             with torch.no_grad():
                 h = self.target_encoder(clips)  # [B, N, D]
-        return F.layer_norm(h, (h.shape[-1],))
+        return F.layer_norm(h.float(), (h.shape[-1],))
 
     @torch.no_grad()
     def target_pixels(self, clips: Tensor) -> Tensor:
