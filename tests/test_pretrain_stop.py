@@ -40,20 +40,21 @@ def run_and_signal(cmd: list[str], after_line: str, send) -> tuple[int, str, str
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True
     )
-    watchdog = threading.Timer(240, _kill_all, (proc.pid,))
-    watchdog.start()
-    err_lines: list[str] = []
-    reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-    reader.start()
-    out_lines, sent = [], False
-    for line in proc.stdout:  # type: ignore[union-attr]
-        out_lines.append(line)
-        if not sent and line.startswith(after_line):
-            send(proc)
-            sent = True
-    code = proc.wait()
-    watchdog.cancel()
-    reader.join(10)
+    with proc:  # closes the pipes
+        watchdog = threading.Timer(240, _kill_all, (proc.pid,))
+        watchdog.start()
+        err_lines: list[str] = []
+        reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+        reader.start()
+        out_lines, sent = [], False
+        for line in proc.stdout:  # type: ignore[union-attr]
+            out_lines.append(line)
+            if not sent and line.startswith(after_line):
+                send(proc)
+                sent = True
+        code = proc.wait()
+        watchdog.cancel()
+        reader.join(10)
     assert code != -signal.SIGKILL, "killed by the watchdog after 240 s:\n" + "".join(out_lines + err_lines)
     assert sent, "".join(out_lines + err_lines)
     return code, "".join(out_lines), "".join(err_lines)
