@@ -25,7 +25,7 @@ from vjepa.pretrain.loop import (
 from vjepa.pretrain.metrics import read_metrics
 from vjepa.pretrain.objective import JEPAObjective
 from vjepa.pretrain.rundir import RunDirError
-from vjepa.pretrain.state import load_training_state
+from vjepa.pretrain.state import load_training_state, rng_state, set_rng_state
 from vjepa.progress import Progress
 
 
@@ -257,3 +257,22 @@ def test_activation_checkpointing_changes_nothing_but_memory():
         assert train_step(plain, [batch], step).loss == train_step(recomputed, [batch], step).loss
     for a, b in zip(plain.objective.parameters(), recomputed.objective.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_rng_state_round_trips_and_cuda_states_fit_the_gpus_at_hand(monkeypatch):
+    """A checkpoint saved on a machine with more GPUs than the one resuming it (8 -> 4, or a node of another
+    size) restores the GPUs this machine has instead of failing on a missing device ordinal."""
+    saved = rng_state()
+    expected = torch.rand(3)
+    torch.rand(5)
+    set_rng_state(saved)
+    assert torch.equal(torch.rand(3), expected)
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(
+        torch.cuda, "set_rng_state", lambda state, device: restored.append((int(state[0]), device))
+    )
+    set_rng_state({**saved, "cuda": [torch.tensor([i], dtype=torch.uint8) for i in range(8)]})
+    assert restored == [(0, 0), (1, 1)]
