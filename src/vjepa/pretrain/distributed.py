@@ -12,8 +12,8 @@ reduce-scatter instead of an all-reduce), the optimizer (AdamW works on the loca
 EMA update (:meth:`JEPAObjective.update_target` runs ``torch._foreach_*`` on the sharded parameters: each rank
 updates its own shard of the target from its own shard of the encoder, with no communication, because the
 two models are sharded alike), the losses, metrics and monitors (computed on the activations, which are never
-sharded). On CUDA with ``precision: bf16`` the blocks compute with bf16 copies of the parameters and take
-bf16 inputs (:class:`MixedPrecisionPolicy`; gradients are reduced in fp32 and the sharded master weights stay
+sharded). On CUDA with ``precision: bf16`` the models compute with bf16 copies of the parameters and each
+block takes bf16 inputs (:class:`MixedPrecisionPolicy`; gradients are reduced in fp32 and the sharded master weights stay
 fp32), under the same autocast as single-process training, which keeps LayerNorm in fp32; the clips reach the
 models in fp32. So under bf16 the two strategies differ by bf16 rounding (the residual stream at block
 boundaries), not only by summation order. On CPU parameters stay fp32 and autocast alone decides.
@@ -142,7 +142,7 @@ def bf16_parameters(device: torch.device) -> bool:
     """Whether ``fsdp`` with ``precision: bf16`` computes with bf16 copies of the parameters on ``device``.
 
     CUDA only: CPU autocast keeps LayerNorm in its input's dtype (CUDA autocast runs it in fp32), so on the
-    CPU the policy would also put the norms, the residual stream at block boundaries and the targets in bf16.
+    CPU the policy would also compute every norm in bf16.
     ``tests/fsdp_bf16_driver.py`` turns it on for the CPU to run the policy's code path without a GPU.
     """
     return device.type == "cuda"

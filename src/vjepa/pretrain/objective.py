@@ -113,8 +113,8 @@ class JEPAObjective(nn.Module):
         """The teacher on the full clip, then a LayerNorm without affine (eps 1e-5): ``[B, N, D]``, fp32.
         Without gradient, except for the ``online`` teacher (the encoder itself).
 
-        The norm runs in fp32 whatever the teacher computed in, as CUDA autocast runs it: the L1 loss then
-        compares bf16 predictions with fp32 targets on every device and under every strategy.
+        The norm runs in fp32 whatever the teacher computed in, as CUDA autocast runs it, so the L1 loss is
+        computed in fp32 on every device and under every strategy (FSDP's bf16 policy included).
         """
         if self.teacher == "online":
             h = self.encoder(clips)  # [B, N, D]
