@@ -45,8 +45,9 @@ from vjepa.data.datasets import VideoClipDataset  # noqa: E402
 from vjepa.data.index import VideoRecord  # noqa: E402
 from vjepa.data.transforms import max_useful_short_side  # noqa: E402
 from vjepa.models import build_encoder, build_predictor  # noqa: E402
+from vjepa.pretrain.distributed import FSDP_MIN_TORCH, torch_version  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
-from vjepa.runtime import setup, teardown  # noqa: E402
+from vjepa.runtime import finish, setup, teardown  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "L40S": 362.0}
 
@@ -84,12 +85,17 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
     ]
 
 
+def strategies() -> tuple[str, ...]:
+    """Both, except on a torch older than vjepa's FSDP needs (the header line says so)."""
+    return ("ddp", "fsdp") if torch_version() >= FSDP_MIN_TORCH else ("ddp",)
+
+
 def settings(args: argparse.Namespace) -> list[Setting]:
     """The default grid: both strategies with activation checkpointing off and on, and torch.compile with
     checkpointing off; ``full``: every combination. ``--smoke`` never compiles (CPU compilers are slow)."""
     out = []
     for work in workloads(args):
-        for strategy in ("ddp", "fsdp"):
+        for strategy in strategies():
             for ac in (False, True):
                 for comp in (False, True):
                     if comp and (args.smoke or (args.grid == "default" and ac)):
@@ -173,6 +179,7 @@ def worker(args: argparse.Namespace) -> None:
             torch._dynamo.reset()
         if runtime.is_main:
             print("RESULT " + json.dumps({**asdict(setting), **result}), flush=True)
+    finish(runtime)
     teardown()
 
 
@@ -294,6 +301,8 @@ def main() -> None:
     start = time.perf_counter()
     print(f"# {name}; torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}; bf16 autocast, SDPA; "
           f"median of {args.steps} steps after {args.warmup}; bf16 peak {peak or 'unknown'} TFLOP/s")  # fmt: skip
+    if "fsdp" not in strategies():
+        print(f"# no fsdp rows: vjepa's FSDP needs torch >= {'.'.join(map(str, FSDP_MIN_TORCH))}")
     launch(args, peak)
     if not args.no_data:
         data_rows(args.smoke)

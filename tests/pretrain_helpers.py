@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import pytest
 import torch
 
 from vjepa.config import apply_overrides, from_dict
 from vjepa.pretrain.config import PretrainConfig
+from vjepa.pretrain.distributed import FSDP_MIN_TORCH, torch_version
 from vjepa.pretrain.setup import Trainer, build_trainer
 from vjepa.runtime import Runtime
 
@@ -56,6 +58,14 @@ TINY_CLI = [
     "--set", "logging.log_every=1", "--set", "logging.checkpoint_every=2", "--set", "runtime.threads=1",
     "--set", "logging.tensorboard=false",
 ]  # fmt: skip
+
+
+# vjepa's FSDP (and its sharded checkpoints) needs a newer torch than the rest; older ones refuse it by name
+# (tests/test_pretrain_sharded.py), so the tests that train with it run from that version on.
+needs_fsdp = pytest.mark.skipif(
+    torch_version() < FSDP_MIN_TORCH,
+    reason=f"FSDP needs torch >= {FSDP_MIN_TORCH}, this is {torch.__version__}",
+)
 
 
 def tiny_config(overrides: Sequence[str] = ()) -> PretrainConfig:

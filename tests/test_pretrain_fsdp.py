@@ -32,6 +32,7 @@ from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
 import vjepa.pretrain.distributed as distributed
+from pretrain_helpers import needs_fsdp
 from vjepa.masks import MaskPair
 from vjepa.models import EncoderConfig, VideoEncoder, build_predictor
 from vjepa.pretrain.config import load_pretrain_config
@@ -41,6 +42,7 @@ from vjepa.pretrain.setup import build_objective
 from vjepa.pretrain.sharded import committed_checkpoints, read_sharded_state
 from vjepa.runtime import Runtime, seed_everything
 
+pytestmark = needs_fsdp
 HERE = Path(__file__).parent
 COMMON = [
     "--set", "masks.kind=causal", "--set", "masks.causal_context_fractions=[0.5,0.75]",

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import vjepa.pretrain.distributed as distributed
 import vjepa.pretrain.loop as loop
-from pretrain_helpers import tiny_config
+from pretrain_helpers import needs_fsdp, tiny_config
 from vjepa.config import ConfigError, to_dict
 from vjepa.pretrain.loop import pretrain
 from vjepa.pretrain.metrics import read_metrics
@@ -26,6 +27,7 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in read_metrics(run_dir / "metrics.jsonl")}
 
 
+@needs_fsdp
 def test_fsdp_strategy_in_one_process_is_the_default_run_with_sharded_checkpoints(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     common = [
@@ -64,6 +66,30 @@ def test_fsdp_strategy_in_one_process_is_the_default_run_with_sharded_checkpoint
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     state = read_sharded_state(checkpoints / "step_0000010")
     assert (state["step"], state["world_size"], state["config"]["runtime"]["strategy"]) == (10, 1, "fsdp")
+
+
+def test_fsdp_is_refused_by_name_on_an_older_torch(tmp_path, monkeypatch):
+    """vjepa runs on torch >= 2.4, its FSDP only on torch >= 2.6 (torch 2.4's FSDP2 makes CUDA streams even on
+    the CPU, and its torch.distributed.checkpoint has no single-process mode): older ones get one clear line
+    before anything is written (run for real on torch 2.4, with a pretended version on newer ones)."""
+    monkeypatch.setattr(distributed, "torch_version", lambda: (2, 4))
+    with pytest.raises(ConfigError, match=r"runtime.strategy=fsdp needs torch >= 2\.6 .* this is torch "):
+        pretrain(tiny_config(["runtime.strategy=fsdp"]), tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+@needs_fsdp
+def test_resuming_from_a_sharded_checkpoint_is_refused_by_name_on_an_older_torch(tmp_path, monkeypatch):
+    """Also when a ``ddp`` session would continue a run from its sharded checkpoint; the checkpoint stays."""
+    torch.set_num_threads(1)
+    short = ["optimization.epochs=1", "logging.checkpoint_every=5"]
+    pretrain(tiny_config([*short, "runtime.strategy=fsdp"]), tmp_path / "sharded")
+    checkpoint = tmp_path / "sharded/checkpoints/step_0000005"
+    assert inspect_run_dir(tmp_path / "sharded").checkpoint == checkpoint
+    monkeypatch.setattr(distributed, "torch_version", lambda: (2, 4))
+    with pytest.raises(ConfigError, match=f"resuming from the sharded checkpoint {checkpoint} needs torch"):
+        pretrain(tiny_config([*short, "optimization.epochs=2"]), tmp_path / "sharded", resume=True)
+    assert [s for s, _ in committed_checkpoints(checkpoint.parent)] == [5]
 
 
 def test_latest_is_the_newest_committed_checkpoint_of_either_format(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pretrain_helpers import TINY_CLI
+from pretrain_helpers import TINY_CLI, needs_fsdp
 from vjepa.pretrain.metrics import read_metrics
 from vjepa.pretrain.rundir import inspect_run_dir
 from vjepa.pretrain.saving import checkpoint_step
@@ -92,7 +92,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resume_is_exact(stra
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", ["ddp", pytest.param("fsdp", marks=needs_fsdp)])
 def test_under_torchrun_a_signal_to_one_rank_stops_both_after_the_same_step(straight, tmp_path, strategy):
     run = tmp_path / "run"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

@@ -36,12 +36,41 @@ import torch
 from torch import Tensor, nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
-from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
+try:  # public since torch 2.6; torch 2.4 and 2.5 ship FSDP2 and DTensor under their first, private names
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+except ImportError:  # pragma: no cover - torch < 2.6
+    from torch.distributed._composable.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+try:
+    from torch.distributed.tensor import DTensor
+except ImportError:  # pragma: no cover - torch < 2.5
+    from torch.distributed._tensor import DTensor
+
+from vjepa.errors import ConfigError
 from vjepa.pretrain.config import RuntimeConfig
 from vjepa.runtime import Runtime
+
+# FSDP2 (fully_shard) as vjepa uses it: on the CPU with gloo (torch 2.4 creates CUDA streams whatever the
+# device) and torch.distributed.checkpoint's ``no_dist`` for one process (torch 2.4 has no such argument).
+FSDP_MIN_TORCH = (2, 6)
+
+
+def torch_version() -> tuple[int, int]:
+    """The installed torch's (major, minor), e.g. ``(2, 13)`` for ``2.13.0+cpu``."""
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def check_fsdp_support(what: str) -> None:
+    """Refuse ``what`` (``runtime.strategy=fsdp``, or reading a sharded checkpoint) on a torch older than
+    :data:`FSDP_MIN_TORCH`, with a message that names it; the rest of vjepa runs on torch >= 2.4."""
+    if torch_version() < FSDP_MIN_TORCH:
+        need = ".".join(map(str, FSDP_MIN_TORCH))
+        raise ConfigError(
+            f"{what} needs torch >= {need} (FSDP2 and torch.distributed.checkpoint as vjepa uses them); this is "
+            f"torch {torch.__version__}. Upgrade torch, or use runtime.strategy=ddp with single-file checkpoints"
+        )
 
 
 @dataclass

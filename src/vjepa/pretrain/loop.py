@@ -18,7 +18,7 @@ from vjepa.data.workers import WorkerDied, as_worker_death
 from vjepa.errors import OutOfMemory, as_out_of_memory
 from vjepa.masks import MaskedBatch
 from vjepa.pretrain.config import PretrainConfig
-from vjepa.pretrain.distributed import full_objective
+from vjepa.pretrain.distributed import check_fsdp_support, full_objective
 from vjepa.pretrain.metrics import MetricsWriter
 from vjepa.pretrain.monitors import CollapseMonitor
 from vjepa.pretrain.resume import adapt_saved_config, checkpoint_world_size, restore_training
@@ -34,13 +34,14 @@ from vjepa.pretrain.rundir import (
 )
 from vjepa.pretrain.saving import checkpoint_step, export_models, save_checkpoint
 from vjepa.pretrain.setup import Trainer, build_trainer, model_parts
+from vjepa.pretrain.sharded import is_sharded_checkpoint
 from vjepa.pretrain.state import LATEST, complete_kept_checkpoint, periodic_name
 from vjepa.pretrain.step import StepResult, TrainingDiverged, train_step
 from vjepa.pretrain.stopping import RunStopped, StopSignals, signal_name
 from vjepa.pretrain.warm_start import warm_start
 from vjepa.progress import Progress, hms
 from vjepa.run_environment import record_run_environment
-from vjepa.runtime import PrecisionDecision, Runtime, log, setup, teardown
+from vjepa.runtime import PrecisionDecision, Runtime, finish, log, setup, teardown
 from vjepa.threads import StepTimeWatch
 
 __all__ = ["FitResult", "RunStopped", "TrainingDiverged", "fit", "pretrain"]  # errors: what the CLI catches
@@ -90,15 +91,21 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, *, resume: bool = Fals
         run = check_run_dir(config, Path(run_dir), resume, runtime)
         trainer = build_trainer(config, runtime)
         start_step, last_loss = start_session(config, run, trainer)
-        return fit(trainer, config, run, start_step, last_loss)
+        result = fit(trainer, config, run, start_step, last_loss)
+        finish(runtime)
+        return result
     finally:
         teardown()
 
 
 def check_run_dir(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -> RunDir:
     """What ``run_dir`` holds, once it is known that ``config`` may start or continue there."""
+    if config.runtime.strategy == "fsdp":
+        check_fsdp_support("runtime.strategy=fsdp")
     run = inspect_run_dir(run_dir)
     check_can_start(run, resume)
+    if run.checkpoint is not None and is_sharded_checkpoint(run.checkpoint):
+        check_fsdp_support(f"resuming from the sharded checkpoint {run.checkpoint}")
     if run.holds_run:
         saved = saved_config(run)
         if run.checkpoint is not None:

@@ -136,9 +136,12 @@ def _grad_norm(params: Iterator[nn.Parameter], max_norm: float | None) -> Tensor
     params = [p for p in params if p.grad is not None]
     if not params:
         return torch.zeros(())
-    if max_norm is None:
-        return plain_tensor(torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True))
-    return plain_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True))
+    get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)  # torch >= 2.6
+    if max_norm is None and get_total_norm is not None:
+        return plain_tensor(get_total_norm([p.grad for p in params], foreach=True))
+    # Before torch 2.6, clipping to an infinite norm computes the same norm and scales by exactly 1.
+    limit = math.inf if max_norm is None else max_norm
+    return plain_tensor(torch.nn.utils.clip_grad_norm_(params, limit, foreach=True))
 
 
 def _detached(out: ObjectiveOutput) -> ObjectiveOutput:
