@@ -64,7 +64,7 @@ TINY_CLI = [
 # (tests/test_pretrain_sharded.py), so the tests that train with it run from that version on.
 needs_fsdp = pytest.mark.skipif(
     torch_version() < FSDP_MIN_TORCH,
-    reason=f"FSDP needs torch >= {FSDP_MIN_TORCH}, this is {torch.__version__}",
+    reason=f"vjepa's FSDP needs torch >= {'.'.join(map(str, FSDP_MIN_TORCH))}, this is {torch.__version__}",
 )
 
 
