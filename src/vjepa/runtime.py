@@ -236,10 +236,10 @@ def finish(runtime: Runtime) -> None:
     """The end of a command that succeeded, before :func:`teardown`: every rank waits for the others.
 
     A rank that tears down right after a collective destroys its gloo process group while gloo's worker thread
-    may still be releasing that collective's tensors. Before torch 2.8 the group's destructor joins that
-    thread while holding the GIL, which the thread needs to free a tensor (pytorch/pytorch#154976), and the
-    rank hangs for good: seen twice with torch 2.4.1 (``vjepa eval`` under torchrun). Waiting in a barrier
-    releases the GIL, so the thread is done before the group goes.
+    may still be releasing that collective's tensors. Until pytorch/pytorch#154976 (merged in June 2025) the
+    group's destructor joins that thread while holding the GIL, which the thread needs to free a tensor, and
+    the rank hangs for good: seen twice with torch 2.4.1 (``vjepa eval`` under torchrun, py-spy showed that
+    stack). Waiting in a barrier releases the GIL, so the thread is done before the group goes.
     """
     runtime.barrier()
 

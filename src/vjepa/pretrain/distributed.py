@@ -52,7 +52,7 @@ from vjepa.pretrain.config import RuntimeConfig
 from vjepa.runtime import Runtime
 
 # The oldest torch with which vjepa's FSDP tests pass (2-rank gloo runs against one process, sharded checkpoints,
-# resume): 2.9.1 and 2.10.0 pass. 2.4.1 and 2.6.0 create CUDA streams even on the CPU and lack DCP's
+# resume): 2.9.1 and 2.10.0 pass. 2.4.1 and 2.6.0 make CUDA-only stream calls on the CPU and lack DCP's
 # ``no_dist``; with 2.7.1 and 2.8.0 the 2-rank run trains differently from the single process (2.7.1: exported
 # weights apart by more than 1e-4 after 4 steps; 2.8.0: losses by up to 3.6e-3 relative), beyond summation order.
 FSDP_MIN_TORCH = (2, 9)
