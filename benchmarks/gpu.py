@@ -45,7 +45,7 @@ from vjepa.data.datasets import VideoClipDataset  # noqa: E402
 from vjepa.data.index import VideoRecord  # noqa: E402
 from vjepa.data.transforms import max_useful_short_side  # noqa: E402
 from vjepa.models import build_encoder, build_predictor  # noqa: E402
-from vjepa.pretrain.distributed import FSDP_MIN_TORCH, torch_version  # noqa: E402
+from vjepa.pretrain.distributed import FSDP_MIN_TORCH_NAME, fsdp_supported  # noqa: E402
 from vjepa.pretrain.step import train_step  # noqa: E402
 from vjepa.runtime import finish, setup, teardown  # noqa: E402
 
@@ -87,7 +87,7 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
 
 def strategies() -> tuple[str, ...]:
     """Both, except on a torch older than vjepa's FSDP needs (the header line says so)."""
-    return ("ddp", "fsdp") if torch_version() >= FSDP_MIN_TORCH else ("ddp",)
+    return ("ddp", "fsdp") if fsdp_supported() else ("ddp",)
 
 
 def settings(args: argparse.Namespace) -> list[Setting]:
@@ -302,7 +302,7 @@ def main() -> None:
     print(f"# {name}; torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}; bf16 autocast, SDPA; "
           f"median of {args.steps} steps after {args.warmup}; bf16 peak {peak or 'unknown'} TFLOP/s")  # fmt: skip
     if "fsdp" not in strategies():
-        print(f"# no fsdp rows: vjepa's FSDP needs torch >= {'.'.join(map(str, FSDP_MIN_TORCH))}")
+        print(f"# no fsdp rows: vjepa's FSDP needs torch >= {FSDP_MIN_TORCH_NAME}")
     launch(args, peak)
     if not args.no_data:
         data_rows(args.smoke)

@@ -9,7 +9,7 @@ import torch
 
 from vjepa.config import apply_overrides, from_dict
 from vjepa.pretrain.config import PretrainConfig
-from vjepa.pretrain.distributed import FSDP_MIN_TORCH, torch_version
+from vjepa.pretrain.distributed import FSDP_MIN_TORCH_NAME, fsdp_supported
 from vjepa.pretrain.setup import Trainer, build_trainer
 from vjepa.runtime import Runtime
 
@@ -63,8 +63,8 @@ TINY_CLI = [
 # vjepa's FSDP (and its sharded checkpoints) needs a newer torch than the rest; older ones refuse it by name
 # (tests/test_pretrain_sharded.py), so the tests that train with it run from that version on.
 needs_fsdp = pytest.mark.skipif(
-    torch_version() < FSDP_MIN_TORCH,
-    reason=f"vjepa's FSDP needs torch >= {'.'.join(map(str, FSDP_MIN_TORCH))}, this is {torch.__version__}",
+    not fsdp_supported(),
+    reason=f"vjepa's FSDP needs torch >= {FSDP_MIN_TORCH_NAME}, this is {torch.__version__}",
 )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vjepa.pretrain.distributed import FSDP_MIN_TORCH, torch_version
+from vjepa.pretrain.distributed import fsdp_supported
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu.py"
 
@@ -23,7 +23,7 @@ def test_smoke_mode_prints_every_row():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| vit_tiny")]
-    strategies = ["ddp", "fsdp"] if torch_version() >= FSDP_MIN_TORCH else ["ddp"]  # and a line says why
+    strategies = ["ddp", "fsdp"] if fsdp_supported() else ["ddp"]  # and a line says why
     expected = [(strategy, ckpt) for strategy in strategies for ckpt in ("off", "on")]
     assert [(r[2].strip(), r[3].strip()) for r in rows] == expected
     for r in rows:

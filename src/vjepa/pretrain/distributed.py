@@ -13,10 +13,10 @@ EMA update (:meth:`JEPAObjective.update_target` runs ``torch._foreach_*`` on the
 updates its own shard of the target from its own shard of the encoder, with no communication, because the
 two models are sharded alike), the losses, metrics and monitors (computed on the activations, which are never
 sharded). On CUDA with ``precision: bf16`` the models compute with bf16 copies of the parameters and each
-block takes bf16 inputs (:class:`MixedPrecisionPolicy`; gradients are reduced in fp32 and the sharded master weights stay
-fp32), under the same autocast as single-process training, which keeps LayerNorm in fp32; the clips reach the
-models in fp32. So under bf16 the two strategies differ by bf16 rounding (the residual stream at block
-boundaries), not only by summation order. On CPU parameters stay fp32 and autocast alone decides.
+block takes bf16 inputs (:class:`MixedPrecisionPolicy`; gradients are reduced in fp32 and the sharded master
+weights stay fp32), under the same autocast as single-process training, which keeps LayerNorm in fp32; the
+clips reach the models in fp32. So under bf16 the two strategies differ by bf16 rounding (the residual stream
+at block boundaries), not only by summation order. On CPU parameters stay fp32 and autocast alone decides.
 
 Whatever the objective holds as ``target_encoder`` is sharded like the encoder: the EMA copy, a ``frozen``
 teacher, or nothing (pixel targets, an ``online`` teacher).
@@ -51,11 +51,13 @@ from vjepa.errors import ConfigError
 from vjepa.pretrain.config import RuntimeConfig
 from vjepa.runtime import Runtime
 
-# The oldest torch with which vjepa's FSDP tests pass (2-rank gloo runs against one process, sharded checkpoints,
-# resume): 2.9.1 and 2.10.0 pass. 2.4.1 and 2.6.0 make CUDA-only stream calls on the CPU and lack DCP's
-# ``no_dist``; with 2.7.1 and 2.8.0 the 2-rank run trains differently from the single process (2.7.1: exported
-# weights apart by more than 1e-4 after 4 steps; 2.8.0: losses by up to 3.6e-3 relative), beyond summation order.
+# The oldest torch with which vjepa's FSDP tests pass (2-rank gloo runs against one process, sharded
+# checkpoints, resume): 2.9.1 and 2.10.0 pass. 2.4.1 and 2.6.0 make CUDA-only stream calls on the CPU and lack
+# DCP's ``no_dist``; with 2.7.1 and 2.8.0 the 2-rank run trains differently from the single process (2.7.1:
+# exported weights apart by more than 1e-4 after 4 steps; 2.8.0: losses up to 3.6e-3 relative apart), beyond
+# summation order.
 FSDP_MIN_TORCH = (2, 9)
+FSDP_MIN_TORCH_NAME = ".".join(map(str, FSDP_MIN_TORCH))
 
 
 def torch_version() -> tuple[int, int]:
@@ -64,14 +66,20 @@ def torch_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def fsdp_supported() -> bool:
+    """Whether the installed torch is at least :data:`FSDP_MIN_TORCH`."""
+    return torch_version() >= FSDP_MIN_TORCH
+
+
 def check_fsdp_support(what: str) -> None:
     """Refuse ``what`` (``runtime.strategy=fsdp``, or reading a sharded checkpoint) on a torch older than
     :data:`FSDP_MIN_TORCH`, with a message that names it; the rest of vjepa runs on torch >= 2.4."""
-    if torch_version() < FSDP_MIN_TORCH:
-        need = ".".join(map(str, FSDP_MIN_TORCH))
+    if not fsdp_supported():
+        need = FSDP_MIN_TORCH_NAME
         raise ConfigError(
-            f"{what} needs torch >= {need} (vjepa's FSDP and sharded checkpoints are tested from {need} on); this "
-            f"is torch {torch.__version__}. Upgrade torch, or use runtime.strategy=ddp (single-file checkpoints)"
+            f"{what} needs torch >= {need} (vjepa's FSDP and sharded checkpoints are tested from {need} on); "
+            f"this is torch {torch.__version__}. Upgrade torch, or use runtime.strategy=ddp (single-file "
+            "checkpoints)"
         )
 
 
@@ -120,6 +128,16 @@ def prepare_objective(
     return objective, None
 
 
+# Our only buffers are the fixed sin-cos position tables, equal on every rank: DDP need not broadcast them
+# before each forward. torch 2.13 calls the switch ``forward_sync_buffers`` and warns on every run when given
+# the old name, the only one torch 2.4 knows.
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
+
+
 def wrap_for_training(objective: nn.Module, runtime: Runtime, *, ddp: bool | None = None) -> nn.Module:
     """What ``train_step`` calls for the forward: DDP around an unsharded objective on several processes
     (``ddp=True``: on any process group, even of one), otherwise the objective itself."""
@@ -127,15 +145,6 @@ def wrap_for_training(objective: nn.Module, runtime: Runtime, *, ddp: bool | Non
         return objective
     device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
     return DistributedDataParallel(objective, device_ids=device_ids, **_NO_BUFFER_SYNC)
-
-
-# Our only buffers are the fixed sin-cos position tables, equal on every rank: DDP need not broadcast them
-# before each forward. torch 2.13 renamed the switch (the old name prints a FutureWarning on every run).
-_NO_BUFFER_SYNC = (
-    {"forward_sync_buffers": False}
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
-    else {"broadcast_buffers": False}
-)
 
 
 def shard_objective(objective: nn.Module, runtime: Runtime, mixed_bf16: bool) -> Sharding:
