@@ -14,7 +14,7 @@ H200: 989 TFLOP/s; ``--peak-tflops`` for others). The data rows time one decodin
 
 Usage::
 
-    python benchmarks/gpu.py                  # on a CUDA machine: the whole table, ~4 minutes on one H200
+    python benchmarks/gpu.py                  # on a CUDA machine: the whole table (not yet run on one)
     python benchmarks/gpu.py --grid full      # every combination (longer)
     python benchmarks/gpu.py --memory         # the computed memory of model states per GPU (no GPU needed)
     python benchmarks/gpu.py --smoke          # a seconds-long CPU run of the same code (tests use it)
@@ -92,16 +92,27 @@ def strategies() -> tuple[str, ...]:
 
 def settings(args: argparse.Namespace) -> list[Setting]:
     """The default grid: both strategies with activation checkpointing off and on, and torch.compile with
-    checkpointing off; ``full``: every combination. ``--smoke`` never compiles (CPU compilers are slow)."""
+    checkpointing off; ``full``: every combination. ``--smoke`` never compiles (CPU compilers are slow).
+
+    Every eager row comes before every compiled one: compilation time is the least predictable part, so
+    a run cut short by ``--budget-s`` (or by a machine's time limit) still has the whole eager table."""
     out = []
-    for work in workloads(args):
-        for strategy in strategies():
-            for ac in (False, True):
-                for comp in (False, True):
+    for comp in (False, True):
+        for work in workloads(args):
+            for strategy in strategies():
+                for ac in (False, True):
                     if comp and (args.smoke or (args.grid == "default" and ac)):
                         continue
                     out.append(Setting(work, strategy, ac, comp))
     return out
+
+
+def over_budget(deadline: float, device: torch.device) -> bool:
+    """Whether the time budget is spent, agreed by every rank (one rank skipping a setting that the others
+    run would hang their collectives)."""
+    late = torch.tensor([float(time.time() > deadline)], device=device)
+    dist.all_reduce(late, op=dist.ReduceOp.MAX)
+    return bool(late.item())
 
 
 # ------------------------------------------------------------------------------------------------ worker
@@ -166,6 +177,11 @@ def worker(args: argparse.Namespace) -> None:
     if not dist.is_initialized():  # setup() joins groups of 2+; the DDP/FSDP rows need a group of one too
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     for setting in settings(args):
+        if over_budget(args.deadline, device):
+            if runtime.is_main:
+                skipped = {"error": f"skipped: the {args.budget_s:.0f} s budget (--budget-s) is spent"}
+                print("RESULT " + json.dumps({**asdict(setting), **skipped}), flush=True)
+            continue
         try:
             result = run_setting(setting, args.steps, args.warmup, runtime)
         except torch.OutOfMemoryError:
@@ -190,8 +206,9 @@ def launch(args: argparse.Namespace, peak_tflops: float | None) -> None:
     """Run the workers under torchrun and print their rows as they arrive."""
     nproc = 1 if args.smoke else (args.nproc or torch.cuda.device_count())
     forwarded = [a for a in sys.argv[1:] if a != "--worker"]
+    deadline = time.time() + args.budget_s  # the workers start no setting after it
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(Path(__file__).resolve()), "--worker", *forwarded]  # fmt: skip
+           str(Path(__file__).resolve()), "--worker", f"--deadline={deadline}", *forwarded]  # fmt: skip
     print("| model | batch/GPU | strategy | act. ckpt | compile | step (s) | clips/s (all GPUs) | TFLOP/s per GPU "
           "| MFU | peak mem (GiB) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -284,7 +301,11 @@ def main() -> None:
     p.add_argument("--nproc", type=int, default=None, help="GPUs to use (default: all visible)")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of one GPU, for MFU")
     p.add_argument("--no-data", action="store_true", help="skip the data pipeline rows")
+    p.add_argument("--budget-s", type=float, default=200.0,
+                   help="start no model setting after this many seconds; the rest print 'skipped' (a setting "
+                        "already running finishes)")  # fmt: skip
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--deadline", type=float, default=float("inf"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.smoke:
         args.steps, args.warmup = min(args.steps, 2), min(args.warmup, 1)

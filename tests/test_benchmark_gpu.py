@@ -3,6 +3,7 @@ placement, train_step, the FLOP count, the data rows) on a tiny model on the CPU
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,3 +40,31 @@ def test_memory_table_is_computed_without_a_gpu():
     assert done.returncode == 0, done.stderr
     large = next(line for line in done.stdout.splitlines() if line.startswith("| vit_large"))
     assert "| 304 M |" in large  # ViT-L/16: 304 M parameters
+
+
+def test_settings_past_the_time_budget_are_skipped_on_every_rank():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--budget-s", "0", "--no-data"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| vit_tiny")]
+    assert len(rows) == 2 * len(["ddp", "fsdp"] if fsdp_supported() else ["ddp"])
+    assert all("skipped: the 0 s budget (--budget-s) is spent" in row for row in rows)
+
+
+def test_every_eager_row_comes_before_the_compiled_ones():
+    # in a subprocess: importing the script puts benchmarks/ on sys.path and its modules in sys.modules
+    code = (
+        "import argparse, json, sys, runpy; g = runpy.run_path(sys.argv[1]);"
+        "a = argparse.Namespace(smoke=False, grid='default', batch_large=24, batch_giant=12);"
+        "print(json.dumps([[s.compile, s.activation_checkpointing] for s in g['settings'](a)]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(SCRIPT)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout.splitlines()[-1])
+    n_eager = 2 * 2 * (2 if fsdp_supported() else 1)  # two models x checkpointing off/on x strategies
+    assert rows == [[False, False], [False, True]] * (n_eager // 2) + [[True, False]] * (n_eager // 2)

@@ -53,6 +53,23 @@ def test_explicit_bf16_without_native_bf16_runs_with_a_warning(monkeypatch, caps
         pr.resolve_precision("fp16", CPU)
 
 
+@pytest.mark.parametrize(
+    ("name", "capability", "native"), [("NVIDIA H200", (9, 0), True), ("NVIDIA A100", (8, 0), True),
+                                       ("Tesla V100", (7, 0), False), ("Tesla T4", (7, 5), False)]
+)  # fmt: skip
+def test_cuda_bf16_follows_the_compute_capability(monkeypatch, name, capability, native):
+    # CI has no GPU: the CUDA branch of the rule runs on the device facts it reads, faked here
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(pr, "cpu_bf16_speedup", lambda: pytest.fail("the CPU probe ran for a CUDA device"))
+    cuda = torch.device("cuda", 0)
+    auto = pr.resolve_precision("auto", cuda)
+    assert auto.precision == ("bf16" if native else "fp32")
+    assert name in auto.reason and f"{capability[0]}.{capability[1]}" in auto.reason
+    explicit = pr.resolve_precision("bf16", cuda)
+    assert explicit.precision == "bf16" and (explicit.warning is None) == native
+
+
 def test_forced_avx2_kernels_are_not_native_bf16():
     """What torch really uses decides, not /proc/cpuinfo: with AVX2 kernels bf16 is emulated."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
