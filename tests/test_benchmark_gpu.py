@@ -68,3 +68,10 @@ def test_every_eager_row_comes_before_the_compiled_ones():
     rows = json.loads(done.stdout.splitlines()[-1])
     n_eager = 2 * 2 * (2 if fsdp_supported() else 1)  # two models x checkpointing off/on x strategies
     assert rows == [[False, False], [False, True]] * (n_eager // 2) + [[True, False]] * (n_eager // 2)
+
+
+def test_gpu_session_script_parses_and_names_its_halves():
+    session = SCRIPT.parent / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(session)], capture_output=True).returncode == 0
+    done = subprocess.run(["bash", str(session)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "fetch | run" in done.stderr
