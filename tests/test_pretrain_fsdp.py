@@ -18,6 +18,7 @@ checkpointing on, which recomputes the same operations).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -237,6 +238,19 @@ def test_bf16_parameter_policy_trains_like_one_bf16_process(tmp_path):
     assert _losses(resumed) == _losses(fsdp)
     er = _export(resumed)
     assert all(torch.equal(er[k], ea[k]) for k in ea)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_gradients_are_averaged_over_gloo_ranks_on_every_torch(force):
+    """FSDP averages gradients with a reduce-scatter asking for ``ReduceOp.AVG``; gloo summed instead before
+    torch 2.9 (measured: torch 2.7.1 and 2.8.0 return 3 for AVG of 1 and 2, 2.13.0 returns 1.5), so the 2-rank
+    run trained with twice the gradient. ``shard_objective`` asks the group and, where it sums, divides
+    every reduced shard itself. Ranks feed inputs of 1s and 2s: the average gradient is 1.5 everywhere, on
+    any torch. Forcing the remedy where gloo already averages halves it: the hook really runs."""
+    done = _run([*TORCHRUN, str(HERE / "gloo_average_driver.py"), *(["force"] if force else [])])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    halved = force and not result["averaging_sums"]
+    assert result["grad"] == [[0.75 if halved else 1.5] * 4] * 2
 
 
 def test_bf16_parameter_policy_keeps_clips_and_pixel_targets_fp32(monkeypatch):

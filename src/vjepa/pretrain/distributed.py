@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
@@ -52,11 +53,9 @@ from vjepa.pretrain.config import RuntimeConfig
 from vjepa.runtime import Runtime
 
 # The oldest torch with which vjepa's FSDP tests pass (2-rank gloo runs against one process, sharded
-# checkpoints, resume): 2.9.1 and 2.10.0 pass. 2.4.1 and 2.6.0 make CUDA-only stream calls on the CPU and lack
-# DCP's ``no_dist``; with 2.7.1 and 2.8.0 the 2-rank run trains differently from the single process (2.7.1:
-# exported weights apart by more than 1e-4 after 4 steps; 2.8.0: losses up to 3.6e-3 relative apart), beyond
-# summation order.
-FSDP_MIN_TORCH = (2, 9)
+# checkpoints, resume): 2.7.1, 2.8.0, 2.9.1 and 2.10.0 pass; 2.7 and 2.8 only with the gloo remedy of
+# ``averaging_sums`` below. 2.4.1 and 2.6.0 make CUDA-only stream calls on the CPU and lack DCP's ``no_dist``.
+FSDP_MIN_TORCH = (2, 7)
 FSDP_MIN_TORCH_NAME = ".".join(map(str, FSDP_MIN_TORCH))
 
 
@@ -175,7 +174,36 @@ def shard_objective(objective: nn.Module, runtime: Runtime, mixed_bf16: bool) ->
         if model is not None:
             fully_shard(model, mesh=mesh, mp_policy=outer_policy)
     fully_shard(objective, mesh=mesh, mp_policy=outer_policy)
+    if averaging_sums(mesh.get_group()):
+        _divide_reduced_gradients(objective, runtime.world_size)
     return Sharding(template)
+
+
+def averaging_sums(group: dist.ProcessGroup) -> bool:
+    """Whether ``group``'s reduce-scatter with ``ReduceOp.AVG`` returns the sum instead of the mean.
+
+    FSDP2 averages fp32 gradients over the ranks with exactly that collective. Before torch 2.9, gloo (the
+    CPU backend) silently summed instead (pytorch/pytorch#162338): with torch 2.7 and 2.8 every gradient came
+    out ``world_size`` times too large. The group itself is asked (one tiny collective on every rank), not
+    the version number. NCCL (CUDA) averages correctly and is not asked.
+    """
+    world = group.size()
+    if world == 1 or dist.get_backend(group) != "gloo":
+        return False
+    out = torch.zeros(1)
+    dist.reduce_scatter_tensor(out, torch.ones(world), op=dist.ReduceOp.AVG, group=group)
+    return out.item() != 1.0
+
+
+def _divide_reduced_gradients(objective: nn.Module, world_size: int) -> None:
+    """The remedy for :func:`averaging_sums`: every FSDP unit divides its summed gradient shard by the world
+    size. FSDP calls the hook on each reduce-scatter output before it becomes the shard's ``.grad``
+    (``set_all_reduce_hook``, torch >= 2.7: with 1-D sharding it runs right after the reduce-scatter). FSDP
+    asks for ``ReduceOp.AVG`` when it reduces in fp32 or bf16; vjepa reduces in fp32 (fp16, which FSDP sums
+    and divides itself, is never used)."""
+    for module in objective.modules():
+        if isinstance(module, FSDPModule):
+            module.set_all_reduce_hook(lambda reduced: reduced.div_(world_size))
 
 
 def bf16_parameters(device: torch.device) -> bool:
