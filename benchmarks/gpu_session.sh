@@ -9,13 +9,14 @@
 # run: installs the carried wheels into /tmp/site next to the machine's own torch, puts src/ on PYTHONPATH (no
 #   pip install of vjepa: nothing can be fetched there), and then
 #   1. env.txt: torch, CUDA and the GPU;
-#   2. gpu.txt: `python benchmarks/gpu.py --budget-s BUDGET ARGS` (the table of docs/distributed.md; BUDGET
-#      default 200 s: with the data rows and the setting that is running when the budget runs out, about 5 min);
-#   3. e2e.txt: the commands end to end on the GPU, paths that CI's CPU-only machines never take: `vjepa
+#   2. e2e.txt: the commands end to end on the GPU, paths that CI's CPU-only machines never take: `vjepa
 #      make-data`; `vjepa pretrain` from mp4 files with 2 loader workers and pinned batches, stopped by SIGTERM
 #      (checkpoint), then resumed to the end; the same under torchrun with `runtime.strategy=fsdp` (sharded
 #      checkpoints, the bf16 parameter policy, fused AdamW on DTensor shards); `vjepa eval` (attentive probe)
-#      on the export.
+#      on the export;
+#   3. gpu.txt: `python benchmarks/gpu.py --budget-s BUDGET ARGS` (the table of docs/distributed.md; BUDGET
+#      default 200 s: no setting starts after it; the one running then finishes, and the data rows follow).
+#   Give the device tool's call a timeout of about 590 s: what is printed before a timeout still comes back.
 #   Each part's log goes to $OUT (the device tool's output folder) or ./gpu-session; the script goes on after
 #   a failed part and exits non-zero at the end if any part failed.
 #
@@ -97,8 +98,9 @@ run() {
     } 2>&1 | tee "$out/env.txt"
     local smoke=()
     [ "$dev" = cpu ] && smoke=(--smoke)
-    "$PY" benchmarks/gpu.py "${smoke[@]}" --budget-s "${BUDGET:-200}" "$@" 2>&1 | tee "$out/gpu.txt" || failed=1
+    # the short end-to-end check first: a run cut short by the machine's time limit loses table rows, not it
     e2e "$dev" > >(tee "$out/e2e.txt") 2>&1 || failed=1
+    "$PY" benchmarks/gpu.py "${smoke[@]}" --budget-s "${BUDGET:-200}" "$@" 2>&1 | tee "$out/gpu.txt" || failed=1
     echo "gpu_session: $([ $failed = 0 ] && echo all parts passed || echo A PART FAILED: see the logs in "$out")"
     exit $failed
 }
