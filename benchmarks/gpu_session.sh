@@ -58,8 +58,10 @@ e2e() {
         echo "+ ${launcher[*]} pretrain tiny_cpu --run-dir $run ${common[*]} ${extra[*]} &"
         "${launcher[@]}" pretrain tiny_cpu --run-dir "$run" "${common[@]}" "${extra[@]}" &  # $! is the process
         local pid=$! waited=0
-        # SIGTERM once the first checkpoint is there: the run saves again after its current step and stops
+        # SIGTERM once the first checkpoint is there: the run saves again after its current step and stops.
+        # A run that has died is not waited for.
         until [ -n "$(ls -A "$run/checkpoints" 2>/dev/null)" ] || [ $waited -ge 300 ]; do
+            kill -0 $pid 2>/dev/null || break
             sleep 1
             waited=$((waited + 1))
         done
