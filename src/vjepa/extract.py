@@ -49,7 +49,7 @@ from vjepa.frozen_encoder import load_frozen_encoder
 from vjepa.io import FEATURES_FORMAT, atomic_write, write_json, write_safetensors
 from vjepa.models.encoder import VideoEncoder
 from vjepa.precision import PrecisionChoice
-from vjepa.runtime import Runtime, finish, log_precision, setup, teardown
+from vjepa.runtime import Runtime, log_precision, session
 
 CropMode = Literal["center", "full"]
 OutputFormat = Literal["safetensors", "npy"]
@@ -379,13 +379,8 @@ def run_extract(
 ) -> ExtractReport:
     """``vjepa extract``: load the chosen encoder of ``checkpoint`` and extract ``inputs`` into ``out_dir``
     (``threads``: CPU intra-op threads, None for the default of :func:`vjepa.runtime.configure_threads`)."""
-    runtime = setup(device, threads, spec.precision)
-    try:
-        report = _run_extract(inputs, out_dir, checkpoint, which, spec, num_heads, runtime)
-        finish(runtime)
-        return report
-    finally:
-        teardown()
+    with session(device, threads, spec.precision) as runtime:
+        return _run_extract(inputs, out_dir, checkpoint, which, spec, num_heads, runtime)
 
 
 def _run_extract(

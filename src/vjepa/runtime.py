@@ -250,6 +250,20 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def session(
+    device: str = "auto", threads: int | None = None, precision: str | None = None
+) -> Iterator[Runtime]:
+    """A command's runtime from start to end: :func:`setup`; on success :func:`finish` (every rank waits for
+    the others); :func:`teardown` in any case."""
+    runtime = setup(device, threads, precision)
+    try:
+        yield runtime
+        finish(runtime)
+    finally:
+        teardown()
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)

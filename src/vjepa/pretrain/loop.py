@@ -41,7 +41,7 @@ from vjepa.pretrain.stopping import RunStopped, StopSignals, signal_name
 from vjepa.pretrain.warm_start import warm_start
 from vjepa.progress import Progress, hms
 from vjepa.run_environment import record_run_environment
-from vjepa.runtime import PrecisionDecision, Runtime, finish, log, setup, teardown
+from vjepa.runtime import PrecisionDecision, Runtime, log, session
 from vjepa.threads import StepTimeWatch
 
 __all__ = ["FitResult", "RunStopped", "TrainingDiverged", "fit", "pretrain"]  # errors: what the CLI catches
@@ -86,16 +86,11 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, *, resume: bool = Fals
         run_dir: the run directory (see :mod:`vjepa.pretrain.rundir` for the rules).
         resume: continue the run the directory holds (a missing or empty directory starts a new one).
     """
-    runtime = setup(config.runtime.device, config.runtime.threads, config.runtime.precision)
-    try:
+    with session(config.runtime.device, config.runtime.threads, config.runtime.precision) as runtime:
         run = check_run_dir(config, Path(run_dir), resume, runtime)
         trainer = build_trainer(config, runtime)
         start_step, last_loss = start_session(config, run, trainer)
-        result = fit(trainer, config, run, start_step, last_loss)
-        finish(runtime)
-        return result
-    finally:
-        teardown()
+        return fit(trainer, config, run, start_step, last_loss)
 
 
 def check_run_dir(config: PretrainConfig, run_dir: Path, resume: bool, runtime: Runtime) -> RunDir:

@@ -36,7 +36,7 @@ from vjepa.probe.evaluation import pool_features, predict
 from vjepa.probe.readouts import READOUTS, Fitted, ReadoutContext, fill_selection, fit_readout
 from vjepa.probe.report import TRAINED_RULE, build_report, check_trained, summary_lines, write_outputs
 from vjepa.probe.sources import FeatureSource, SubsetSource
-from vjepa.runtime import Runtime, finish, log, log_precision, setup, teardown
+from vjepa.runtime import Runtime, log, log_precision, session
 
 
 def frozen_encoder(cfg: EvalConfig, device: torch.device) -> tuple[VideoEncoder, dict[str, Any]]:
@@ -68,13 +68,8 @@ def run_eval(cfg: EvalConfig, source: str = "config") -> dict[str, Any]:
         ProbeNotTrainedError: a label fraction without any trained head (after the outputs are written).
     """
     cfg.check_runnable(source)
-    runtime = setup(cfg.device, cfg.threads, cfg.precision)
-    try:
-        metrics = _run_eval(cfg, runtime)
-        finish(runtime)
-        return metrics
-    finally:
-        teardown()
+    with session(cfg.device, cfg.threads, cfg.precision) as runtime:
+        return _run_eval(cfg, runtime)
 
 
 def _run_eval(cfg: EvalConfig, runtime: Runtime) -> dict[str, Any]:
