@@ -14,6 +14,7 @@ import pytest
 from vjepa.pretrain.distributed import fsdp_supported
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu.py"
+STRATEGIES = ["ddp", "fsdp"] if fsdp_supported() else ["ddp"]  # gpu.py says why when fsdp is left out
 
 
 @pytest.mark.slow
@@ -24,8 +25,7 @@ def test_smoke_mode_prints_every_row():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| vit_tiny")]
-    strategies = ["ddp", "fsdp"] if fsdp_supported() else ["ddp"]  # and a line says why
-    expected = [(strategy, ckpt) for strategy in strategies for ckpt in ("off", "on")]
+    expected = [(strategy, ckpt) for strategy in STRATEGIES for ckpt in ("off", "on")]
     assert [(r[2].strip(), r[3].strip()) for r in rows] == expected
     for r in rows:
         assert float(r[5]) > 0 and float(r[6]) > 0 and float(r[7]) > 0  # step s, clips/s, TFLOP/s
@@ -50,7 +50,7 @@ def test_settings_past_the_time_budget_are_skipped_on_every_rank():
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| vit_tiny")]
-    assert len(rows) == 2 * len(["ddp", "fsdp"] if fsdp_supported() else ["ddp"])
+    assert len(rows) == 2 * len(STRATEGIES)
     assert all("skipped: the 0 s budget (--budget-s) is spent" in row for row in rows)
 
 
@@ -66,7 +66,7 @@ def test_every_eager_row_comes_before_the_compiled_ones():
     )
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout.splitlines()[-1])
-    n_eager = 2 * 2 * (2 if fsdp_supported() else 1)  # two models x checkpointing off/on x strategies
+    n_eager = 2 * 2 * len(STRATEGIES)  # two models x checkpointing off/on x strategies
     assert rows == [[False, False], [False, True]] * (n_eager // 2) + [[True, False]] * (n_eager // 2)
 
 
